@@ -1,0 +1,305 @@
+/*
+ * blurkit compiled CPU kernels: per-image separable and direct 2-D correlation of (B, C, H, W)
+ * planes with arbitrary border maps.
+ *
+ * Borders are handled by index maps built in Python: rowmap[j] (j in 0 .. H + 2*Ry - 1) is the
+ * source row of padded row j - Ry, or -1 for a constant border; colmap likewise for columns.
+ * Every plane is processed in cache: the horizontal pass writes a private H x W scratch plane,
+ * the vertical pass reads it and writes the output rows, so input and output are touched once.
+ * Because each plane is fully read before it is written, out may alias in (in-place blur).
+ *
+ * Work is split over planes with POSIX threads. Loops over x are written so that the compiler
+ * vectorises them (-O3); AVX2/FMA variants are chosen at run time where the CPU has them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* x86-64: every work function is compiled twice, for AVX2+FMA and for the baseline, and the
+ * AVX2 one is chosen at run time when the CPU has it (feature test, not CPU model). */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define BK_X86 1
+#define BK_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define BK_X86 0
+#define BK_AVX2
+#endif
+
+typedef struct {
+    const void *in;
+    void *out;
+    int64_t C, H, W;
+    const void *k1;     /* separable: kx (B, Kx); 2-D: k (B, Kh, Kw) */
+    const void *k2;     /* separable: ky (B, Ky) */
+    int64_t K1, K2;     /* separable: Kx, Ky; 2-D: Kh, Kw */
+    const int64_t *r1;  /* separable: rx (B,); 2-D: ry (B,) */
+    const int64_t *r2;  /* separable: ry (B,); 2-D: rx (B,) */
+    const int64_t *rowmap, *colmap;
+    int64_t Ry, Rx;     /* maps are built for these maximal radii */
+    double cval;
+    int64_t p0, p1;     /* planes [p0, p1) */
+    int status;
+} job_t;
+
+/* ------------------------------------------------------------------------------ separable */
+/* One output row: o[x] = sum_t k[t] * row_t[x], with rows[t] the t-th input row (the horizontal
+ * pass passes shifted pointers into one padded row). Accumulators live in registers for blocks
+ * of VB outputs; symmetric kernels (k[t] == k[n-1-t]) use half the multiplications. */
+typedef float vf_t __attribute__((vector_size(32), aligned(4)));
+typedef double vd_t __attribute__((vector_size(32), aligned(8)));
+#define LDV(V, p) (*(const V *)(p))
+#define ROW_KERNEL(T, V, NAME)                                                                 \
+    static inline __attribute__((always_inline)) void NAME(T *restrict o, const T *const *rows, const T *k, int64_t n,       \
+                            int sym, int64_t W) {                                             \
+        enum { L = (int)(sizeof(V) / sizeof(T)) };                                             \
+        const int64_t r = n / 2;                                                              \
+        int64_t x0 = 0;                                                                       \
+        for (; x0 + 4 * L <= W; x0 += 4 * L) {                                                \
+            const T *rc = rows[r] + x0;                                                       \
+            const V kc = (V){0} + k[r];                                                       \
+            V a0 = kc * LDV(V, rc), a1 = kc * LDV(V, rc + L);                                 \
+            V a2 = kc * LDV(V, rc + 2 * L), a3 = kc * LDV(V, rc + 3 * L);                     \
+            if (sym) {                                                                        \
+                for (int64_t t = 0; t < r; ++t) {                                             \
+                    const V kt = (V){0} + k[t];                                               \
+                    const T *a = rows[t] + x0, *b = rows[n - 1 - t] + x0;                     \
+                    a0 += kt * (LDV(V, a) + LDV(V, b));                                       \
+                    a1 += kt * (LDV(V, a + L) + LDV(V, b + L));                               \
+                    a2 += kt * (LDV(V, a + 2 * L) + LDV(V, b + 2 * L));                       \
+                    a3 += kt * (LDV(V, a + 3 * L) + LDV(V, b + 3 * L));                       \
+                }                                                                             \
+            } else {                                                                          \
+                for (int64_t t = 0; t < n; ++t) {                                             \
+                    if (t == r) continue;                                                     \
+                    const V kt = (V){0} + k[t];                                               \
+                    const T *a = rows[t] + x0;                                                \
+                    a0 += kt * LDV(V, a);                                                     \
+                    a1 += kt * LDV(V, a + L);                                                 \
+                    a2 += kt * LDV(V, a + 2 * L);                                             \
+                    a3 += kt * LDV(V, a + 3 * L);                                             \
+                }                                                                             \
+            }                                                                                 \
+            *(V *)(o + x0) = a0;                                                              \
+            *(V *)(o + x0 + L) = a1;                                                          \
+            *(V *)(o + x0 + 2 * L) = a2;                                                      \
+            *(V *)(o + x0 + 3 * L) = a3;                                                      \
+        }                                                                                     \
+        for (int64_t x = x0; x < W; ++x) {                                                    \
+            T acc = k[r] * rows[r][x];                                                        \
+            for (int64_t t = 0; t < n; ++t)                                                   \
+                if (t != r) acc += k[t] * rows[t][x];                                         \
+            o[x] = acc;                                                                       \
+        }                                                                                     \
+    }
+
+ROW_KERNEL(float, vf_t, row_f32)
+ROW_KERNEL(double, vd_t, row_f64)
+
+#define SEP_BODY(T, ROWFN)                                                                     \
+    const T *in = (const T *)j->in;                                                           \
+    T *out = (T *)j->out;                                                                     \
+    const int64_t H = j->H, W = j->W, C = j->C;                                               \
+    const int64_t Rx = j->Rx, Ry = j->Ry;                                                     \
+    T *rowbuf = (T *)malloc(sizeof(T) * (size_t)(W + 2 * Rx + 8));                            \
+    T *tmp = (T *)malloc(sizeof(T) * (size_t)(H * W));                                        \
+    T *crow = (T *)malloc(sizeof(T) * (size_t)W);                                             \
+    const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(2 * (Rx > Ry ? Rx : Ry) + 1));  \
+    if (!rowbuf || !tmp || !crow || !rows) {                                                  \
+        free(rowbuf); free(tmp); free(crow); free((void *)rows); j->status = 1; return;       \
+    }                                                                                         \
+    const T cval = (T)j->cval;                                                                \
+    for (int64_t p = j->p0; p < j->p1; ++p) {                                                 \
+        const int64_t b = p / C;                                                              \
+        const int64_t rx = j->r1[b], ry = j->r2[b];                                           \
+        const T *kx = (const T *)j->k1 + b * j->K1 + (j->K1 / 2 - rx);                        \
+        const T *ky = (const T *)j->k2 + b * j->K2 + (j->K2 / 2 - ry);                        \
+        const T *src = in + p * H * W;                                                        \
+        T *dst = out + p * H * W;                                                             \
+        const int64_t nx = 2 * rx + 1, ny = 2 * ry + 1;                                       \
+        int symx = 1, symy = 1;                                                               \
+        for (int64_t t = 0; t < rx; ++t) symx &= kx[t] == kx[nx - 1 - t];                     \
+        for (int64_t t = 0; t < ry; ++t) symy &= ky[t] == ky[ny - 1 - t];                     \
+        T ksum = 0;                                                                           \
+        for (int64_t t = 0; t < nx; ++t) ksum += kx[t];                                       \
+        for (int64_t x = 0; x < W; ++x) crow[x] = cval * ksum;                                \
+        const int64_t *cm = j->colmap + (Rx - rx);                                            \
+        for (int64_t t = 0; t < nx; ++t) rows[t] = rowbuf + t;                                \
+        for (int64_t y = 0; y < H; ++y) { /* horizontal pass into tmp */                      \
+            const T *s = src + y * W;                                                         \
+            for (int64_t q = 0; q < rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]];          \
+            memcpy(rowbuf + rx, s, sizeof(T) * (size_t)W);                                    \
+            for (int64_t q = rx + W; q < W + 2 * rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]]; \
+            ROWFN(tmp + y * W, rows, kx, nx, symx, W);                                        \
+        }                                                                                     \
+        for (int64_t y = 0; y < H; ++y) { /* vertical pass from tmp into dst */               \
+            const int64_t *rm = j->rowmap + (Ry - ry) + y;                                    \
+            for (int64_t t = 0; t < ny; ++t) rows[t] = rm[t] < 0 ? crow : tmp + rm[t] * W;    \
+            ROWFN(dst + y * W, rows, ky, ny, symy, W);                                        \
+        }                                                                                     \
+    }                                                                                         \
+    free(rowbuf); free(tmp); free(crow); free((void *)rows);
+
+static void sep_f32_base(job_t *j) { SEP_BODY(float, row_f32) }
+#if BK_X86
+BK_AVX2 static void sep_f32_avx2(job_t *j) { SEP_BODY(float, row_f32) }
+#endif
+static void sep_f64_base(job_t *j) { SEP_BODY(double, row_f64) }
+#if BK_X86
+BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
+#endif
+
+/* ---------------------------------------------------------------------------- direct 2-D */
+#define D2_BODY(T)                                                                             \
+    const T *in = (const T *)j->in;                                                           \
+    T *out = (T *)j->out;                                                                     \
+    const int64_t H = j->H, W = j->W, C = j->C;                                               \
+    const int64_t Rx = j->Rx, Ry = j->Ry, Kh = j->K1, Kw = j->K2;                              \
+    const int64_t Wp = W + 2 * Rx;                                                            \
+    T *pad = (T *)malloc(sizeof(T) * (size_t)((H + 2 * Ry) * Wp + 8));                         \
+    int64_t *toff = (int64_t *)malloc(sizeof(int64_t) * (size_t)(Kh * Kw));                    \
+    T *tval = (T *)malloc(sizeof(T) * (size_t)(Kh * Kw));                                     \
+    if (!pad || !toff || !tval) { free(pad); free(toff); free(tval); j->status = 1; return; }  \
+    const T cval = (T)j->cval;                                                                \
+    int64_t last_b = -1, ntap = 0;                                                            \
+    for (int64_t p = j->p0; p < j->p1; ++p) {                                                 \
+        const int64_t b = p / C;                                                              \
+        const int64_t ry = j->r1[b], rx = j->r2[b];                                           \
+        const int64_t wp = W + 2 * rx;                                                        \
+        if (b != last_b) {                                                                    \
+            const T *k = (const T *)j->k1 + b * Kh * Kw;                                      \
+            ntap = 0;                                                                         \
+            for (int64_t u = Kh / 2 - ry; u <= Kh / 2 + ry; ++u)                              \
+                for (int64_t v = Kw / 2 - rx; v <= Kw / 2 + rx; ++v) {                        \
+                    const T kv = k[u * Kw + v];                                               \
+                    if (kv != 0) {                                                            \
+                        toff[ntap] = (u - (Kh / 2 - ry)) * wp + (v - (Kw / 2 - rx));          \
+                        tval[ntap++] = kv;                                                    \
+                    }                                                                         \
+                }                                                                             \
+            last_b = b;                                                                       \
+        }                                                                                     \
+        const T *src = in + p * H * W;                                                        \
+        T *dst = out + p * H * W;                                                             \
+        const int64_t *cm = j->colmap + (Rx - rx);                                            \
+        for (int64_t yy = 0; yy < H + 2 * ry; ++yy) {                                         \
+            const int64_t sr = j->rowmap[Ry - ry + yy];                                       \
+            T *prow = pad + yy * wp;                                                          \
+            if (sr < 0) { for (int64_t q = 0; q < wp; ++q) prow[q] = cval; continue; }         \
+            const T *s = src + sr * W;                                                        \
+            for (int64_t q = 0; q < rx; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];            \
+            memcpy(prow + rx, s, sizeof(T) * (size_t)W);                                      \
+            for (int64_t q = rx + W; q < wp; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];       \
+        }                                                                                     \
+        for (int64_t y = 0; y < H; ++y) {                                                     \
+            T *o = dst + y * W;                                                               \
+            const T *base = pad + y * wp;                                                     \
+            if (ntap == 0) { for (int64_t x = 0; x < W; ++x) o[x] = 0; continue; }            \
+            { const T *r = base + toff[0]; const T kt = tval[0];                              \
+              for (int64_t x = 0; x < W; ++x) o[x] = kt * r[x]; }                             \
+            for (int64_t t = 1; t < ntap; ++t) {                                              \
+                const T *r = base + toff[t];                                                  \
+                const T kt = tval[t];                                                         \
+                for (int64_t x = 0; x < W; ++x) o[x] += kt * r[x];                            \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    free(pad); free(toff); free(tval);
+
+static void d2_f32_base(job_t *j) { D2_BODY(float) }
+#if BK_X86
+BK_AVX2 static void d2_f32_avx2(job_t *j) { D2_BODY(float) }
+#endif
+static void d2_f64_base(job_t *j) { D2_BODY(double) }
+#if BK_X86
+BK_AVX2 static void d2_f64_avx2(job_t *j) { D2_BODY(double) }
+#endif
+
+/* ------------------------------------------------------------------------------ dispatch */
+static int have_avx2(void) {
+#if BK_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+#if BK_X86
+#define PICK(name) (have_avx2() ? name##_avx2 : name##_base)
+#else
+#define PICK(name) (name##_base)
+#endif
+
+/* ------------------------------------------------------------------------------- threads */
+typedef void (*work_fn)(job_t *);
+typedef struct { work_fn fn; job_t *job; } task_t;
+
+static void *run_task(void *arg) {
+    task_t *t = (task_t *)arg;
+    t->fn(t->job);
+    return NULL;
+}
+
+static int run_parallel(work_fn fn, job_t *proto, int64_t planes, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > planes) nthreads = (int)planes;
+    if (nthreads > 256) nthreads = 256;
+    job_t jobs[256];
+    task_t tasks[256];
+    pthread_t th[256];
+    int started[256];
+    int status = 0;
+    for (int i = 0; i < nthreads; ++i) {
+        jobs[i] = *proto;
+        jobs[i].p0 = planes * i / nthreads;
+        jobs[i].p1 = planes * (i + 1) / nthreads;
+        jobs[i].status = 0;
+        tasks[i].fn = fn;
+        tasks[i].job = &jobs[i];
+        started[i] = 0;
+    }
+    for (int i = 1; i < nthreads; ++i)
+        started[i] = pthread_create(&th[i], NULL, run_task, &tasks[i]) == 0;
+    for (int i = 1; i < nthreads; ++i)
+        if (!started[i]) fn(&jobs[i]); /* could not start a thread: do its share here */
+    fn(&jobs[0]);
+    for (int i = 1; i < nthreads; ++i)
+        if (started[i]) pthread_join(th[i], NULL);
+    for (int i = 0; i < nthreads; ++i) status |= jobs[i].status;
+    return status;
+}
+
+/* ------------------------------------------------------------------------- exported (C ABI) */
+int bk_sep(int is_double, const void *in, void *out, int64_t B, int64_t C, int64_t H, int64_t W,
+           const void *kx, int64_t Kx, const int64_t *rx, const void *ky, int64_t Ky,
+           const int64_t *ry, const int64_t *rowmap, const int64_t *colmap, int64_t Ry,
+           int64_t Rx, double cval, int nthreads) {
+    job_t j = {in, out, C, H, W, kx, ky, Kx, Ky, rx, ry, rowmap, colmap, Ry, Rx, cval, 0, 0, 0};
+    return run_parallel(is_double ? PICK(sep_f64) : PICK(sep_f32), &j, B * C, nthreads);
+}
+
+int bk_conv2d(int is_double, const void *in, void *out, int64_t B, int64_t C, int64_t H, int64_t W,
+              const void *k, int64_t Kh, int64_t Kw, const int64_t *ry, const int64_t *rx,
+              const int64_t *rowmap, const int64_t *colmap, int64_t Ry, int64_t Rx, double cval,
+              int nthreads) {
+    job_t j = {in, out, C, H, W, k, NULL, Kh, Kw, ry, rx, rowmap, colmap, Ry, Rx, cval, 0, 0, 0};
+    return run_parallel(is_double ? PICK(d2_f64) : PICK(d2_f32), &j, B * C, nthreads);
+}
+
+int bk_version(void) { return 1; }
+
+int bk_simd(void) { return have_avx2() ? 2 : 0; }
+
+/* A module object so that `import blurkit._cconv` works; the functions are called via ctypes. */
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_cconv",
+                                    "blurkit compiled CPU convolution kernels (ctypes ABI)", -1,
+                                    NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__cconv(void) { return PyModule_Create(&moddef); }

@@ -31,6 +31,7 @@ __all__ = ["gaussian1d", "gaussian", "box1d", "box", "disk", "motion", "clear_ca
 
 _CACHE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 _CACHE_SIZE = 512
+_CACHE_MAX_DISTINCT = 32  # parameter sets with more distinct values are built, not cached
 
 
 def clear_cache() -> None:
@@ -69,6 +70,8 @@ def _by_unique(params: tuple[torch.Tensor, ...], family: str, extra: tuple, buil
     """
     stacked = torch.stack([p.detach().double() for p in params], dim=1)  # (B, P)
     uniq, inverse = torch.unique(stacked.cpu(), dim=0, return_inverse=True)
+    if uniq.shape[0] > _CACHE_MAX_DISTINCT:  # continuous draws: nothing to share, do not cache
+        return build(*params)
     key = (family, extra, tuple(map(tuple, uniq.tolist())), params[0].device)
     cols = [uniq[:, j].to(params[0].device) for j in range(uniq.shape[1])]
     kern = _cached(key, lambda: build(*cols))

@@ -152,7 +152,7 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
 #endif
 
 /* ---------------------------------------------------------------------------- direct 2-D */
-#define D2_BODY(T)                                                                             \
+#define D2_BODY(T, ROWFN)                                                                      \
     const T *in = (const T *)j->in;                                                           \
     T *out = (T *)j->out;                                                                     \
     const int64_t H = j->H, W = j->W, C = j->C;                                               \
@@ -161,14 +161,17 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
     T *pad = (T *)malloc(sizeof(T) * (size_t)((H + 2 * Ry) * Wp + 8));                         \
     int64_t *toff = (int64_t *)malloc(sizeof(int64_t) * (size_t)(Kh * Kw));                    \
     T *tval = (T *)malloc(sizeof(T) * (size_t)(Kh * Kw));                                     \
-    if (!pad || !toff || !tval) { free(pad); free(toff); free(tval); j->status = 1; return; }  \
+    const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(Kh * Kw));                      \
+    if (!pad || !toff || !tval || !rows) {                                                    \
+        free(pad); free(toff); free(tval); free((void *)rows); j->status = 1; return;         \
+    }                                                                                         \
     const T cval = (T)j->cval;                                                                \
     int64_t last_b = -1, ntap = 0;                                                            \
     for (int64_t p = j->p0; p < j->p1; ++p) {                                                 \
         const int64_t b = p / C;                                                              \
         const int64_t ry = j->r1[b], rx = j->r2[b];                                           \
         const int64_t wp = W + 2 * rx;                                                        \
-        if (b != last_b) {                                                                    \
+        if (b != last_b) { /* list this kernel's non-zero taps */                             \
             const T *k = (const T *)j->k1 + b * Kh * Kw;                                      \
             ntap = 0;                                                                         \
             for (int64_t u = Kh / 2 - ry; u <= Kh / 2 + ry; ++u)                              \
@@ -183,8 +186,9 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
         }                                                                                     \
         const T *src = in + p * H * W;                                                        \
         T *dst = out + p * H * W;                                                             \
+        if (ntap == 0) { memset(dst, 0, sizeof(T) * (size_t)(H * W)); continue; }             \
         const int64_t *cm = j->colmap + (Rx - rx);                                            \
-        for (int64_t yy = 0; yy < H + 2 * ry; ++yy) {                                         \
+        for (int64_t yy = 0; yy < H + 2 * ry; ++yy) { /* padded copy of the plane */          \
             const int64_t sr = j->rowmap[Ry - ry + yy];                                       \
             T *prow = pad + yy * wp;                                                          \
             if (sr < 0) { for (int64_t q = 0; q < wp; ++q) prow[q] = cval; continue; }         \
@@ -194,27 +198,20 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
             for (int64_t q = rx + W; q < wp; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];       \
         }                                                                                     \
         for (int64_t y = 0; y < H; ++y) {                                                     \
-            T *o = dst + y * W;                                                               \
             const T *base = pad + y * wp;                                                     \
-            if (ntap == 0) { for (int64_t x = 0; x < W; ++x) o[x] = 0; continue; }            \
-            { const T *r = base + toff[0]; const T kt = tval[0];                              \
-              for (int64_t x = 0; x < W; ++x) o[x] = kt * r[x]; }                             \
-            for (int64_t t = 1; t < ntap; ++t) {                                              \
-                const T *r = base + toff[t];                                                  \
-                const T kt = tval[t];                                                         \
-                for (int64_t x = 0; x < W; ++x) o[x] += kt * r[x];                            \
-            }                                                                                 \
+            for (int64_t t = 0; t < ntap; ++t) rows[t] = base + toff[t];                      \
+            ROWFN(dst + y * W, rows, tval, ntap, 0, W);                                       \
         }                                                                                     \
     }                                                                                         \
-    free(pad); free(toff); free(tval);
+    free(pad); free(toff); free(tval); free((void *)rows);
 
-static void d2_f32_base(job_t *j) { D2_BODY(float) }
+static void d2_f32_base(job_t *j) { D2_BODY(float, row_f32) }
 #if BK_X86
-BK_AVX2 static void d2_f32_avx2(job_t *j) { D2_BODY(float) }
+BK_AVX2 static void d2_f32_avx2(job_t *j) { D2_BODY(float, row_f32) }
 #endif
-static void d2_f64_base(job_t *j) { D2_BODY(double) }
+static void d2_f64_base(job_t *j) { D2_BODY(double, row_f64) }
 #if BK_X86
-BK_AVX2 static void d2_f64_avx2(job_t *j) { D2_BODY(double) }
+BK_AVX2 static void d2_f64_avx2(job_t *j) { D2_BODY(double, row_f64) }
 #endif
 
 /* ------------------------------------------------------------------------------ dispatch */

@@ -169,6 +169,8 @@ def _load_lib() -> ctypes.CDLL | None:
         lib.bk_conv2d.argtypes = [ctypes.c_int, vp, vp, i64, i64, i64, i64, vp, i64, i64, p64, p64,
                                   p64, p64, i64, i64, ctypes.c_double, ctypes.c_int]
         lib.bk_conv2d.restype = ctypes.c_int
+        lib.bk_hugepage_hint.argtypes = [vp, i64]
+        lib.bk_hugepage_hint.restype = ctypes.c_int
         _LIB = lib
     except (ImportError, OSError, AttributeError) as exc:
         _LIB_ERROR = str(exc)
@@ -196,6 +198,13 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
+def _fresh_like(x: torch.Tensor) -> torch.Tensor:
+    """A new output buffer; large ones are hinted to use huge pages before their first touch."""
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    _load_lib().bk_hugepage_hint(out.data_ptr(), out.numel() * out.element_size())
+    return out
+
+
 def _c_sep(x, kx, ky, rx, ry, border, value, out=None):
     lib = _load_lib()
     B, C, H, W = x.shape
@@ -207,7 +216,7 @@ def _c_sep(x, kx, ky, rx, ry, border, value, out=None):
     rx = rx.to(torch.int64).contiguous()
     ry = ry.to(torch.int64).contiguous()
     x = x.contiguous()
-    out = torch.empty_like(x) if out is None else out
+    out = _fresh_like(x) if out is None else out
     st = lib.bk_sep(int(x.dtype == torch.float64), _ptr(x), _ptr(out), B, C, H, W, _ptr(kx), kx.shape[1],
                     _ptr(rx), _ptr(ky), ky.shape[1], _ptr(ry), _ptr(rowmap), _ptr(colmap), Ry, Rx,
                     float(value), torch.get_num_threads())
@@ -226,7 +235,7 @@ def _c_2d(x, k, ry, rx, border, value, out=None):
     ry = ry.to(torch.int64).contiguous()
     rx = rx.to(torch.int64).contiguous()
     x = x.contiguous()
-    out = torch.empty_like(x) if out is None else out
+    out = _fresh_like(x) if out is None else out
     st = lib.bk_conv2d(int(x.dtype == torch.float64), _ptr(x), _ptr(out), B, C, H, W, _ptr(k), k.shape[1],
                        k.shape[2], _ptr(ry), _ptr(rx), _ptr(rowmap), _ptr(colmap), Ry, Rx, float(value),
                        torch.get_num_threads())

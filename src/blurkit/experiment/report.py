@@ -1,0 +1,237 @@
+"""Self-contained HTML report of a blur experiment (figures embedded, no network, phone-friendly).
+
+The report is built from ``results.json`` (see :mod:`blurkit.experiment.runner` for the schema)
+and the figures made by :mod:`blurkit.experiment.plots`; every figure is embedded as a base64
+PNG ``data:`` URI so the single file opens from disk anywhere. On load, a tiny script records in
+``body[data-report-check]`` how many images loaded and whether anything overflows the viewport,
+which the test suite reads back from headless Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render_report", "write_atomic", "data_uri", "claims_text"]
+
+CSS = """
+:root { --fg:#1b1f24; --muted:#57606a; --line:#d0d7de; --accent:#0969da; --bg:#ffffff; --soft:#f6f8fa; }
+* { box-sizing: border-box; }
+body { margin:0; font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--fg);
+       background:var(--bg); }
+main { max-width: 980px; margin: 0 auto; padding: 16px; }
+h1 { font-size: 1.6rem; margin: .4em 0 .2em; }
+h2 { font-size: 1.25rem; margin: 1.6em 0 .4em; padding-bottom:.2em; border-bottom:1px solid var(--line); }
+p, li { max-width: 72ch; }
+.muted { color: var(--muted); font-size: .9rem; }
+figure { margin: 12px 0 20px; }
+figure img { display:block; width:100%; height:auto; border:1px solid var(--line); border-radius:6px;
+             background:#fff; }
+figcaption { color: var(--muted); font-size: .9rem; margin-top: 4px; }
+.table-wrap { width:100%; overflow-x:auto; -webkit-overflow-scrolling:touch; }
+table { border-collapse: collapse; font-size: .92rem; min-width: 100%; }
+th, td { border:1px solid var(--line); padding: 4px 8px; text-align: right; }
+thead th { white-space: normal; vertical-align: bottom; } td { white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: var(--soft); }
+.claims li { margin: .3em 0; }
+.ok { color: #1a7f37; font-weight: 600; } .no { color: #cf222e; font-weight: 600; }
+.grid { display:grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; }
+code { background: var(--soft); padding: 1px 4px; border-radius: 4px; font-size: .9em; word-break: break-word; }
+"""
+
+CHECK_JS = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length;
+  var overflow = document.documentElement.scrollWidth > window.innerWidth + 1;
+  document.body.setAttribute('data-report-check',
+    JSON.stringify({images: imgs.length, broken: broken, overflow: overflow}));
+});
+"""
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def data_uri(png: bytes | str | os.PathLike) -> str:
+    """A ``data:image/png;base64,...`` URI for PNG bytes or a PNG file."""
+    if not isinstance(png, bytes):
+        png = Path(png).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return "–"
+        return f"{v:.{digits}g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return html.escape(str(v))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c, digits)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _figure(figures: Mapping[str, Any], key: str, caption: str) -> str:
+    if key not in figures:
+        return ""
+    return (f'<figure><img alt="{html.escape(caption)}" src="{data_uri(figures[key])}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def claims_text(results: Mapping[str, Any]) -> list[tuple[bool | None, str]]:
+    """Statements, from the numbers, on whether the paper's claims replicate in this run.
+
+    Returns a list of ``(verdict, sentence)``; ``verdict`` is True (replicates), False (does not)
+    or None (not testable with these regimes).
+    """
+    regs = results.get("regimes", {})
+    out: list[tuple[bool | None, str]] = []
+    if "standard" not in regs:
+        return [(None, "No standard (clear-trained) model in this run: the paper's comparisons need one.")]
+    std = regs["standard"]
+    for name, reg in regs.items():
+        if name == "standard":
+            continue
+        curve = reg.get("curves", {}).get("gaussian")
+        scurve = std.get("curves", {}).get("gaussian")
+        if curve and scurve and curve["top1"] and len(curve["top1"]) == len(scurve["top1"]):
+            top = curve["levels"][-1]
+            a, b = curve["top1"][-1], scurve["top1"][-1]
+            auc_a, auc_b = curve.get("auc"), scurve.get("auc")
+            better = a > b and (auc_a is None or auc_b is None or auc_a >= auc_b)
+            out.append((better, f"Blur robustness ({name} vs standard): accuracy at the largest test sigma "
+                                f"({_fmt(top)} px) is {_pct(a)} vs {_pct(b)}; area under the accuracy-vs-sigma "
+                                f"curve {_fmt(auc_a)} vs {_fmt(auc_b)}."))
+        ca, cb = reg.get("clean_accuracy"), std.get("clean_accuracy")
+        if ca is not None and cb is not None:
+            cost = cb - ca
+            out.append((cost <= 0.03, f"Clean accuracy ({name}): {_pct(ca)} vs {_pct(cb)} for standard — "
+                                      f"a cost of {100 * cost:+.1f} points (the paper reports a small cost)."))
+        ce = reg.get("corruption_summary", {})
+        for fam in ("blur", "noise"):
+            rel = ce.get(f"mce_{fam}")
+            if rel is not None:
+                out.append((rel < 1.0, f"{fam.capitalize()} corruptions ({name}): mean corruption error "
+                                       f"relative to standard = {_fmt(rel)} (below 1 means more robust)."))
+    return out
+
+
+def render_report(results: Mapping[str, Any], figures: Mapping[str, bytes | str | os.PathLike],
+                  out_dir: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Write ``out_dir/report.html`` (and ``out_dir/results.json``) atomically.
+
+    Args:
+        results: the experiment results (see :mod:`blurkit.experiment.runner` for the keys used).
+        figures: figure key -> PNG bytes or PNG file path. Known keys: ``examples``,
+            ``accuracy_gaussian``, ``accuracy_motion``, ``accuracy_defocus``, ``survival``,
+            ``quality_at_flip``, ``corruptions``, ``worst_case``.
+        out_dir: the run folder.
+
+    Returns:
+        Path of the written ``report.html``.
+    """
+    out_dir = Path(out_dir)
+    regs: Mapping[str, Any] = results.get("regimes", {})
+    name = title or f"blurkit experiment — {results.get('name', out_dir.name)}"
+    ds = results.get("dataset", {})
+    cfg = results.get("config", {})
+    parts: list[str] = [f"<h1>{html.escape(name)}</h1>"]
+    parts.append(
+        f'<p class="muted">Dataset: {html.escape(str(ds.get("name", "?")))} '
+        f'({_fmt(ds.get("train_size"))} train / {_fmt(ds.get("test_size"))} test images, '
+        f'{_fmt(ds.get("image_size"))} px); model: {html.escape(str(cfg.get("model", "?")))}; '
+        f'epochs: {_fmt(cfg.get("epochs"))}; device: {html.escape(str(results.get("device", "?")))}; '
+        f'created {html.escape(str(results.get("created", "")))}.</p>')
+
+    parts.append("<h2>Do the paper's claims replicate here?</h2><ul class='claims'>")
+    for verdict, text in claims_text(results):
+        mark = ('<span class="ok">yes</span> ' if verdict else '<span class="no">no</span> ') \
+            if verdict is not None else ""
+        parts.append(f"<li>{mark}{html.escape(text)}</li>")
+    parts.append("</ul>")
+
+    rows = []
+    for rname, reg in regs.items():
+        curve = reg.get("curves", {}).get("gaussian", {})
+        crit = reg.get("critical", {})
+        rows.append([rname, reg.get("clean_accuracy"), curve.get("auc"), crit.get("median"),
+                     reg.get("corruption_summary", {}).get("mce_blur"),
+                     reg.get("corruption_summary", {}).get("mce_noise"), reg.get("train_seconds")])
+    parts.append("<h2>Summary</h2>")
+    parts.append(_table(["regime", "clean acc.", "AUC (gaussian)", "median critical sigma (px)",
+                         "blur mCE (rel. standard)", "noise mCE (rel. standard)", "train time (s)"], rows))
+
+    parts.append("<h2>Example images</h2>")
+    parts.append(_figure(figures, "examples", "One test image under each regime's training sigmas "
+                                              "(top) and each blur corruption severity (below)."))
+    parts.append("<h2>Accuracy vs blur</h2>")
+    parts.append('<div class="grid">')
+    parts.append(_figure(figures, "accuracy_gaussian", "Top-1 accuracy vs Gaussian sigma (95% bootstrap bands). "
+                                                       "Human low-pass data (Geirhos et al. 2018) where the "
+                                                       "scale is comparable."))
+    parts.append(_figure(figures, "accuracy_motion", "Top-1 accuracy vs motion-blur length."))
+    parts.append(_figure(figures, "accuracy_defocus", "Top-1 accuracy vs defocus radius."))
+    parts.append("</div>")
+    parts.append("<h2>The smallest blur that flips a decision</h2>")
+    parts.append('<div class="grid">')
+    parts.append(_figure(figures, "survival", "Share of test images still classified correctly vs sigma "
+                                              "(critical-sigma survival curve)."))
+    parts.append(_figure(figures, "quality_at_flip", "Image quality given up at the flip (PSNR / SSIM between "
+                                                     "the clean and the flipping image)."))
+    parts.append("</div>")
+
+    ctab = results.get("corruption_table")
+    parts.append("<h2>Blur corruptions (ImageNet-C style)</h2>")
+    if ctab:
+        parts.append(_table(ctab["headers"], ctab["rows"]))
+        parts.append('<p class="muted">Corruption error CE = sum of errors over severities 1–5 divided by the '
+                     "standard model's; mCE averages CE over corruptions (Hendrycks & Dietterich 2019).</p>")
+    parts.append(_figure(figures, "corruptions", "Error per corruption and severity."))
+    parts.append("<h2>Worst-case blur</h2>")
+    parts.append(_figure(figures, "worst_case", "Optimised per-image blur that flips the decision at the "
+                                                "smallest fidelity cost (title: fidelity cost and prediction)."))
+    wc = [[r, reg.get("worst_case", {}).get("flip_rate"), reg.get("worst_case", {}).get("mean_psnr"),
+           reg.get("worst_case", {}).get("isotropic_psnr")] for r, reg in regs.items() if reg.get("worst_case")]
+    if wc:
+        parts.append(_table(["regime", "flip rate", "mean PSNR at flip (optimised)",
+                             "mean PSNR at flip (isotropic critical sigma)"], wc))
+    parts.append("<h2>Configuration</h2>")
+    parts.append(f"<pre class='table-wrap'><code>{html.escape(json.dumps(cfg, indent=2, default=str))}</code></pre>")
+
+    doc = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+           "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+           f"<title>{html.escape(name)}</title><style>{CSS}</style></head><body><main>"
+           + "\n".join(p for p in parts if p) + f"</main><script>{CHECK_JS}</script></body></html>")
+    write_atomic(out_dir / "results.json", json.dumps(results, indent=2, default=float))
+    return write_atomic(out_dir / "report.html", doc)

@@ -295,19 +295,22 @@ def test_alpha_schedule_state_and_blursim_reads_it():
 
 
 # ---------------------------------------------------------------------------------- bad input
+X8, Y8 = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+
+
 @pytest.mark.parametrize("call,exc,words", [
     (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9)), ValueError, "same shape"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1.5), ValueError, "alpha"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), -0.1), ValueError, "alpha"),
+    (lambda: L.blursim(X8, Y8, 1.5), ValueError, "alpha"),
+    (lambda: L.blursim(X8, Y8, -0.1), ValueError, "alpha"),
     (lambda: L.blursim(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.rand(1, 1, 8, 8)), TypeError, "x"),
     (lambda: L.blursim(torch.rand(1, 1, 8, 8), np.zeros((1, 1, 8, 8))), TypeError, "y"),
     (lambda: L.blursim(torch.rand(8, 8), torch.rand(8, 8)), ValueError, "shape"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), reduction="avg"), ValueError, "reduction"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), color="rgb"), ValueError, "color"),
+    (lambda: L.blursim(X8, Y8, reduction="avg"), ValueError, "reduction"),
+    (lambda: L.blursim(X8, Y8, color="rgb"), ValueError, "color"),
     (lambda: L.blursim(torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8), color="luminance"), ValueError, "luminance"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), sobel_size=4), ValueError, "sobel_size"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), eps=-1), ValueError, "eps"),
-    (lambda: L.blursim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), border="wrap"), ValueError, "border"),
+    (lambda: L.blursim(X8, Y8, sobel_size=4), ValueError, "sobel_size"),
+    (lambda: L.blursim(X8, Y8, eps=-1), ValueError, "eps"),
+    (lambda: L.blursim(X8, Y8, border="wrap"), ValueError, "border"),
     (lambda: bk.BlurSim(alpha=2.0), ValueError, "alpha"),
     (lambda: bk.BlurSim(sobel_size=9.0), ValueError, "sobel_size"),
     (lambda: L.AlphaSchedule(steps=0), ValueError, "steps"),

@@ -22,15 +22,18 @@ with, for every image and channel,
 
 where :math:`|\\mathcal{F}x|` is the magnitude of the orthonormal 2-D DFT over all ``H x W``
 frequencies (computed with ``torch.fft.rfft2(norm="ortho")``; the half spectrum is weighted so the
-sums equal full-spectrum sums; by Parseval ``rms(|F x|) == rms(x)``, so ``eps`` is in intensity units) and :math:`\\|\\nabla_S x\\| = \\sqrt{(S_x * x)^2 + (S_y * x)^2}` the Sobel gradient magnitude
+sums equal full-spectrum sums; by Parseval ``rms(|F x|) == rms(x)``, so ``eps`` is in intensity
+units) and :math:`\\|\\nabla_S x\\| = \\sqrt{(S_x * x)^2 + (S_y * x)^2}` the Sobel gradient magnitude
 with OpenCV's Sobel kernels (``cv2.Sobel``, ``ksize`` 1-31, border ``"reflect"`` = BORDER_REFLECT_101
 by default). ``rel`` lies in ``[0, 1]`` (triangle inequality), is 0 iff ``A == B`` and is
 
 * invariant to the intensity scale: ``rel(cA, cB) == rel(A, B)`` for ``c > 0`` up to ``eps`` (the
   relative error is at most ``eps / (rms(A) + rms(B))``), so 0-1 and 0-255 images give the same loss;
-* invariant to image size in the sense of a per-pixel (RMS) average: tiling an image periodically
-  (``k x k`` copies, ``border="circular"``) leaves both terms unchanged exactly; natural images
-  resampled to another size give close, not identical, values (the spectrum and the edges change).
+* independent of the number of pixels (a per-pixel RMS): tiling an image periodically (``k x l``
+  copies, ``border="circular"``) leaves both terms unchanged exactly; for photographs the value
+  depends on the blur per pixel, not on the image size (the same photograph at 64, 128 and 256 px
+  blurred by the same sigma in pixels, or a crop of it, give values within about 25%; a blur that
+  grows with the image size gives growing values).
 
 With ``log_magnitude=True`` the spectra are compressed before comparison,
 :math:`G(x) = \\log(1 + |\\mathcal{F}_o x| / s)` with the orthonormal DFT :math:`\\mathcal{F}_o` and
@@ -407,7 +410,8 @@ class AlphaSchedule:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         kind = _choice(kind, "kind", SCHEDULE_KINDS)
         if kind == "exponential" and (start <= 0 or end <= 0):
-            raise ValueError(f"kind='exponential' needs start > 0 and end > 0; got start={start!r}, end={end!r}")
+            raise ValueError(f"kind='exponential' needs start > 0 and end > 0; "
+                             f"got start={start!r}, end={end!r}")
         self.start, self.end, self.steps, self.kind = float(start), float(end), int(steps), kind
         self.last_step = 0
 
@@ -478,14 +482,15 @@ class BlurSim(nn.Module):
         0.82
     """
 
-    def __init__(self, alpha: float | AlphaSchedule = 0.8, *, sobel_size: int = 5, log_magnitude: bool = False,
-                 color: str = "per_channel", reduction: str = "mean", border: str = "reflect",
-                 eps: float = 1e-8) -> None:
+    def __init__(self, alpha: float | AlphaSchedule = 0.8, *, sobel_size: int = 5,
+                 log_magnitude: bool = False, color: str = "per_channel", reduction: str = "mean",
+                 border: str = "reflect", eps: float = 1e-8) -> None:
         super().__init__()
         if not isinstance(alpha, AlphaSchedule):
             per_sample(alpha, "alpha", None, minimum=0.0, maximum=1.0)
             if isinstance(alpha, torch.Tensor) and alpha.numel() != 1:
-                raise ValueError(f"alpha of BlurSim must be one number or an AlphaSchedule; got {describe(alpha)}")
+                raise ValueError(f"alpha of BlurSim must be one number or an AlphaSchedule; "
+                                 f"got {describe(alpha)}")
             alpha = float(alpha)
         self.schedule_or_alpha: float | AlphaSchedule = alpha
         self.sobel_size = _check_sobel_size(sobel_size)
@@ -545,7 +550,8 @@ def _views(clean: torch.Tensor, blurred: torch.Tensor | Sequence[torch.Tensor]) 
         views = torch.stack(list(blurred), dim=0) if all(b.shape == clean.shape for b in blurred) else None
         if views is None:
             bad = [tuple(b.shape) for b in blurred]
-            raise ValueError(f"every blurred view must have the shape of clean {tuple(clean.shape)}; got {bad}")
+            raise ValueError(f"every blurred view must have the shape of clean {tuple(clean.shape)}; "
+                             f"got {bad}")
     else:
         raise TypeError(f"blurred must be a tensor or a sequence of tensors; got {type(blurred).__name__}")
     if views.shape[1:] != clean.shape:
@@ -650,8 +656,9 @@ class BlurConsistencyLoss(nn.Module):
         >>> loss.backward()
     """
 
-    def __init__(self, blur: Callable[[torch.Tensor], torch.Tensor], *, kind: str = "js", weight: float = 12.0,
-                 views: int = 2, task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    def __init__(self, blur: Callable[[torch.Tensor], torch.Tensor], *, kind: str = "js",
+                 weight: float = 12.0, views: int = 2,
+                 task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  task_on: str = "all", detach_clean: bool = False) -> None:
         super().__init__()
         if not callable(blur):
@@ -662,7 +669,8 @@ class BlurConsistencyLoss(nn.Module):
         if isinstance(views, bool) or not isinstance(views, numbers.Integral) or views < 1:
             raise ValueError(f"views must be an integer >= 1; got {views!r}")
         if task_loss is not None and not callable(task_loss):
-            raise TypeError(f"task_loss must be a callable (logits, targets) -> loss; got {type(task_loss).__name__}")
+            raise TypeError(f"task_loss must be a callable (logits, targets) -> loss; "
+                            f"got {type(task_loss).__name__}")
         self.blur = blur
         self.kind = _choice(kind, "kind", CONSISTENCY_KINDS)
         self.weight = float(weight)
@@ -677,8 +685,8 @@ class BlurConsistencyLoss(nn.Module):
         if not callable(model):
             raise TypeError(f"model must be callable; got {type(model).__name__}")
         if not isinstance(images, torch.Tensor) or images.dim() < 2:
-            raise TypeError(f"images must be a batched tensor (B, ...); got "
-                            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise TypeError(f"images must be a batched tensor (B, ...); got {got}")
         B = images.shape[0]
         blurred = []
         for i in range(self.views):

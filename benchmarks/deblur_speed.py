@@ -1,0 +1,91 @@
+"""Deblurring speed: blurkit.deblur (batched torch) against scikit-image (one image per call), CPU.
+
+A batch of 64 grey 224x224 crops of scikit-image photographs, each blurred with its own kernel
+(Gaussian sigma ~ U[1, 4] or motion length ~ U[5, 15] at angle ~ U[0, 180)) plus noise 0.01.
+scikit-image runs image by image (float64, as it computes); blurkit runs the whole batch (float32).
+Per-image times; the last column is the speed-up of blurkit over scikit-image.
+
+Run: ``flock /tmp/bench.lock python benchmarks/deblur_speed.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from _timing import Timer, machine, table
+from skimage import color, data, restoration
+from skimage.transform import resize
+
+import blurkit as bk
+
+
+def photo_batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` grey ``size`` x ``size`` crops of scikit-image photographs, (n, 1, size, size) float32."""
+    photos = [data.camera() / 255.0, color.rgb2gray(data.astronaut()), color.rgb2gray(data.coffee()),
+              color.rgb2gray(data.chelsea()), color.rgb2gray(data.rocket())]
+    photos = [resize(p, (max(p.shape[0], 2 * size), max(p.shape[1], 2 * size)), anti_aliasing=True)
+              for p in photos]
+    out = []
+    for i in range(n):
+        p = photos[i % len(photos)]
+        y0 = int(torch.randint(0, p.shape[0] - size + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, p.shape[1] - size + 1, (1,), generator=gen))
+        out.append(torch.from_numpy(np.ascontiguousarray(p[y0:y0 + size, x0:x0 + size])))
+    return torch.stack(out)[:, None].float()
+
+
+def per_image_ms(fn, items, repeat: int = 1) -> float:
+    """Median over ``repeat`` of the mean per-item time of ``fn(item)`` over ``items``, in ms."""
+    fn(items[0])
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for it in items:
+            fn(it)
+        times.append((time.perf_counter() - t0) / len(items))
+    return float(np.median(times)) * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--num-iter", type=int, default=30, help="Richardson-Lucy iterations")
+    ap.add_argument("--sk-images", type=int, default=16, help="images timed for scikit-image (per-image mean)")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = ap.parse_args()
+    gen = torch.Generator().manual_seed(0)
+    x = photo_batch(args.batch, args.size, gen)
+    B = args.batch
+    sigma = 1.0 + 3.0 * torch.rand(B, generator=gen)
+    length = 5.0 + 10.0 * torch.rand(B, generator=gen)
+    angle = 180.0 * torch.rand(B, generator=gen)
+    families = {"gaussian": bk.kernels.gaussian(sigma), "motion": bk.kernels.motion(length, angle)}
+    timer = Timer(repeat=3 if args.quick else 5, warmup=1)
+    rows = []
+    balance = 0.005
+    for fam, k in families.items():
+        y = bk.filter2d(x, k) + 0.01 * torch.randn(x.shape, generator=gen)
+        y = y.clamp(0, 1)
+        n_sk = min(args.sk_images, B)
+        items = [(y[i, 0].double().numpy(), k[i].double().numpy()) for i in range(n_sk)]
+        # scikit-image takes convolution kernels: flip the correlation kernels (no-op for these families).
+        items = [(a, np.ascontiguousarray(kk[::-1, ::-1])) for a, kk in items]
+        sk_w = per_image_ms(lambda it: restoration.wiener(it[0], it[1], balance, clip=False), items,
+                            repeat=1 if args.quick else 3)
+        bk_w = timer(lambda y=y, k=k: bk.deblur.wiener(y, k, balance)) / B
+        rows.append([f"wiener, {fam}", sk_w, bk_w, sk_w / bk_w])
+        sk_rl = per_image_ms(lambda it: restoration.richardson_lucy(it[0], it[1], args.num_iter, clip=False),
+                             items[: max(2, n_sk // 4)])
+        bk_rl = Timer(repeat=1 if args.quick else 3, warmup=1)(
+            lambda y=y, k=k: bk.deblur.richardson_lucy(y, k, args.num_iter)) / B
+        rows.append([f"richardson_lucy x{args.num_iter}, {fam}", sk_rl, bk_rl, sk_rl / bk_rl])
+    print(f"# deblur speed, batch {B} x 1 x {args.size} x {args.size}, per image (ms); {machine()}")
+    print(table(["method, kernels", "scikit-image ms/img", "blurkit ms/img", "speed-up"], rows))
+
+
+if __name__ == "__main__":
+    main()

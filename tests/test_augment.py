@@ -407,3 +407,12 @@ def test_repr_shows_configuration():
     assert "LogU(0.1, 10)" in repr(RandomGaussianBlur((0.1, 10), distribution="log-uniform"))
     assert "length=U(3, 15), angle=U(0, 180)" in repr(RandomMotionBlur())
     assert "radius=U(1, 4)" in repr(RandomDefocusBlur())
+
+
+def test_inside_kornia_augmentation_sequential():
+    KA = pytest.importorskip("kornia.augmentation")
+    x = _images(4)
+    blur = RandomGaussianBlur(**STRONG, seed=0)
+    seq = KA.AugmentationSequential(KA.RandomHorizontalFlip(p=0.0), blur)
+    y = seq(x)
+    torch.testing.assert_close(y, bk.gaussian_blur(x, blur.last_params["sigma"], truncate=2.0), rtol=0, atol=0)

@@ -1,0 +1,108 @@
+"""Speed of blurkit.corruptions against the reference per-image algorithms (CPU).
+
+The reference is make_imagenet_c.py as re-implemented in tests/test_corruptions.py (skimage gaussian,
+cv2.filter2D disk, the imagecorruptions numpy motion blur, scipy zoom, the sequential glass loop with
+np.random.randint per step, numpy noise), one image at a time on float64 HxWx3 arrays, as the
+reference runs. blurkit runs one batch of 64 images (float32, 3x224x224).
+
+Run: ``flock /tmp/bench.lock python benchmarks/corruptions_speed.py [--severity 3] [--batch 64]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from skimage import data as skdata
+from skimage.transform import resize
+from skimage.util import random_noise
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from _timing import Timer, machine, table  # noqa: E402
+from skimage.filters import gaussian as sk_gaussian  # noqa: E402
+from test_corruptions import (  # noqa: E402
+    ref_defocus_blur,
+    ref_gaussian_blur,
+    ref_motion_blur,
+    ref_zoom_blur,
+)
+
+from blurkit import corruptions as C  # noqa: E402
+
+
+def ref_glass_blur(x, sigma, delta, iterations):
+    """The reference loop, drawing np.random.randint at every step as make_imagenet_c.py does."""
+    x = np.uint8(sk_gaussian(x, sigma=sigma, channel_axis=-1) * 255)
+    H, W = x.shape[:2]
+    for _ in range(iterations):
+        for h in range(H - delta, delta, -1):
+            for w in range(W - delta, delta, -1):
+                dx, dy = np.random.randint(-delta, delta, size=(2,))
+                hp, wp = h + dy, w + dx
+                x[h, w], x[hp, wp] = x[hp, wp], x[h, w].copy()
+    return np.clip(sk_gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1)
+
+
+def references(sev: int):
+    p = C.PARAMS["imagenet"]
+    s = sev - 1
+    return {
+        "gaussian_blur": lambda im: ref_gaussian_blur(im, p["gaussian_blur"][s]),
+        "defocus_blur": lambda im: ref_defocus_blur(im, *p["defocus_blur"][s]),
+        "motion_blur": lambda im: ref_motion_blur(im, *p["motion_blur"][s], np.random.uniform(-45, 45)),
+        "zoom_blur": lambda im: ref_zoom_blur(im, C.zoom_factors(sev)),
+        "glass_blur": lambda im: ref_glass_blur(im, *p["glass_blur"][s]),
+        "gaussian_noise": lambda im: np.clip(im + np.random.normal(size=im.shape, scale=p["gaussian_noise"][s]),
+                                             0, 1),
+        "shot_noise": lambda im: np.clip(np.random.poisson(im * p["shot_noise"][s]) / p["shot_noise"][s], 0, 1),
+        "impulse_noise": lambda im: random_noise(im, mode="s&p", amount=p["impulse_noise"][s]),
+    }
+
+
+def photos(n: int) -> np.ndarray:
+    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "clock"]
+    out = []
+    for name in names:
+        img = getattr(skdata, name)()
+        if img.ndim == 2:
+            img = np.stack([img] * 3, -1)
+        h, w = img.shape[:2]
+        m = min(h, w)
+        img = img[(h - m) // 2:(h - m) // 2 + m, (w - m) // 2:(w - m) // 2 + m]
+        out.append(resize(img, (224, 224), anti_aliasing=True))
+    return np.stack([out[i % len(out)] for i in range(n)]).astype(np.float64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--severity", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--ref-images", type=int, default=4, help="images timed for the reference (glass: 1)")
+    args = ap.parse_args()
+    imgs = photos(args.batch)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().contiguous()
+    refs = references(args.severity)
+    rows = []
+    for name in C.CORRUPTIONS:
+        n_ref = 1 if name == "glass_blur" else args.ref_images
+        np.random.seed(0)
+        t0 = time.perf_counter()
+        for i in range(n_ref):
+            refs[name](imgs[i])
+        ref_ms = (time.perf_counter() - t0) / n_ref * 1e3
+        g = torch.Generator().manual_seed(0)
+        timer = Timer(repeat=1 if name == "glass_blur" else 3, warmup=1)
+        bk_ms = timer(lambda n=name, g=g: C.corrupt(x, n, args.severity, generator=g)) / args.batch
+        rows.append([name, ref_ms, bk_ms, 1e3 / bk_ms, ref_ms / bk_ms])
+    print(f"# corruptions, severity {args.severity}, {args.batch} images 3x224x224, {machine()}")
+    print("# reference: per image, float64 HxWx3 (make_imagenet_c.py semantics); blurkit: one float32 batch")
+    print(table(["corruption", "reference ms/img", "blurkit ms/img", "blurkit img/s", "speed-up"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,7 @@ class TrainConfig:
     # data
     data: str | None = None               # None/"fashion-mnist", folder, "fashion-mnist:/path", "module:function"
     val_data: str | None = None           # default: the test split of `data`
-    image_size: int | None = 32
+    image_size: int = 32                  # 0: keep the dataset's own size
     channels: int = 1
     limit: int | None = None
     val_limit: int | None = None
@@ -108,7 +108,7 @@ class TrainConfig:
             need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, name,
                  f"an int >= {minimum}" + (" or None" if optional else ""))
 
-        pos_int("image_size", optional=True)
+        pos_int("image_size", 0)
         need(self.channels in (1, 3), "channels", "1 or 3")
         pos_int("limit", optional=True)
         pos_int("val_limit", optional=True)
@@ -177,7 +177,11 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> TrainConfig:
-        """Read a TOML file (top-level keys are the fields; ``[regime]``/``[model]`` tables allowed)."""
+        """Read a TOML file (top-level keys are the fields; ``[regime]``/``[model]`` tables allowed).
+
+        TOML has no null: a field left out keeps its default (every default that is ``None`` means
+        "automatic"), so ``dump_toml(cfg.to_dict())`` reads back equal to ``cfg``.
+        """
         path = Path(path)
         try:
             with path.open("rb") as f:

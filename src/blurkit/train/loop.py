@@ -345,10 +345,11 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
 
     # ---- data
     if train_ds is None:
-        train_ds = load_dataset(cfg.data, "train", image_size=cfg.image_size, channels=cfg.channels,
+        train_ds = load_dataset(cfg.data, "train", image_size=cfg.image_size or None, channels=cfg.channels,
                                 limit=cfg.limit, skip_bad=cfg.skip_bad)
     if val_ds is None and cfg.val_data != "none":
-        val_ds = load_dataset(cfg.val_data or cfg.data, "test", image_size=cfg.image_size, channels=cfg.channels,
+        val_ds = load_dataset(cfg.val_data or cfg.data, "test", image_size=cfg.image_size or None,
+                              channels=cfg.channels,
                               limit=cfg.val_limit, skip_bad=cfg.skip_bad)
     if len(train_ds) == 0:
         raise BlurkitError("the training set is empty")

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels as _kern
-from ._validation import BORDERS, check_border, check_images, describe, per_sample, restore_batch
+from ._validation import check_border, check_images, describe, per_sample, restore_batch
 from .filtering import filter2d, pad, sepfilter2d
 
 __all__ = ["wiener", "richardson_lucy", "blind", "BlurEstimate", "DeblurFront", "REGULARISERS"]
@@ -594,13 +594,15 @@ class _Refine(nn.Module):
 class DeblurFront(nn.Module):
     """Deblur, then classify: ``model(deblur(x))`` as one ``nn.Module``.
 
-    For the robustness tools and the ``deblur-front`` training regime. The blur is either fixed
+    For the robustness tools and the ``deblur-front`` training regime. Without a model
+    (``model=None``) the module is the front end alone and returns the deblurred images, so it can
+    be composed with a classifier elsewhere (the ``deblur-front`` training regime does this). The blur is either fixed
     (``sigma=`` for Gaussian, ``length=``/``angle=`` for motion) or estimated per image (blind,
     the default). Images that measure as sharp (estimated sigma or length 0) get an identity kernel,
     for which the Wiener filter is a mild Laplacian smoothing.
 
     Args:
-        model: any classifier taking ``(B, C, H, W)``.
+        model: any classifier taking ``(B, C, H, W)``, or ``None`` (return the deblurred images).
         method: ``"wiener"`` or ``"richardson_lucy"``.
         family: ``"gaussian"`` or ``"motion"``.
         sigma: fixed Gaussian sigma in pixels (``None``: estimate per image).
@@ -624,7 +626,7 @@ class DeblurFront(nn.Module):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None = None,
         method: str = "wiener",
         family: str = "gaussian",
         sigma: float | None = None,
@@ -641,8 +643,8 @@ class DeblurFront(nn.Module):
         estimator: Callable[[torch.Tensor], object] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module or None; got {type(model).__name__}")
         self.model = model
         self.method = _check_method(method)
         self.family = _check_family(family)
@@ -662,8 +664,6 @@ class DeblurFront(nn.Module):
         if std is not None and not float(std) > 0:
             raise ValueError(f"std must be > 0; got {std!r}")
         check_border(border)
-        if border not in BORDERS:  # pragma: no cover - check_border raises
-            raise ValueError(border)
         self.sigma, self.length, self.angle = sigma, length, float(angle)
         self.num_iter, self.truncate, self.border, self.estimator = num_iter, truncate, border, estimator
         self.mean, self.std = mean, std
@@ -713,4 +713,6 @@ class DeblurFront(nn.Module):
         return restore_batch(out, squeezed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.deblur(x))
+        """``model(deblur(x))``, or ``deblur(x)`` when the module has no model."""
+        y = self.deblur(x)
+        return y if self.model is None else self.model(y)

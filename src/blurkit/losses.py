@@ -124,9 +124,12 @@ def _check_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor, bool]
 
 
 def _safe_sqrt(s: torch.Tensor) -> torch.Tensor:
-    """``sqrt(s)`` for ``s >= 0`` whose gradient is 0 (not inf/NaN) where ``s == 0``."""
-    pos = s > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
+    """``sqrt(s)`` for ``s >= 0``: exactly 0 at 0, with gradient 0 (not inf/NaN) there.
+
+    The clamp keeps ``1 / sqrt`` finite; the mask zeroes both the value and the gradient at 0.
+    """
+    tiny = torch.finfo(s.dtype).tiny
+    return torch.sqrt(s.clamp_min(tiny)) * (s > 0)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -253,9 +256,7 @@ def _sobel_mag(x: torch.Tensor, size: int, border: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------------- BlurSim
 def _spectra(x: torch.Tensor, y: torch.Tensor, log_magnitude: bool, eps: float) -> tuple[torch.Tensor, ...]:
     both = torch.cat([x, y], dim=0)
-    spec = torch.fft.rfft2(both, norm="ortho")
-    ri = torch.view_as_real(spec)
-    mag = _safe_sqrt(ri[..., 0] ** 2 + ri[..., 1] ** 2)
+    mag = torch.fft.rfft2(both, norm="ortho").abs()  # complex abs: gradient 0 (finite) at 0
     mx, my = mag[: x.shape[0]], mag[x.shape[0]:]
     if log_magnitude:
         ms = (x * x).mean(dim=(-2, -1)) + (y * y).mean(dim=(-2, -1))

@@ -397,9 +397,9 @@ def _masked_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = N
     a0 = np.where(valid, a, 0.0)
     b0 = np.where(valid, b, 0.0)
     w = np.ones((1, a.shape[0])) if weights is None else weights
-    n = w @ m
-    sa, sb = w @ a0, w @ b0
-    saa, sbb, sab = w @ (a0 * a0), w @ (b0 * b0), w @ (a0 * b0)
+    u = a.shape[1]
+    sums = w @ np.concatenate([m, a0, b0, a0 * a0, b0 * b0, a0 * b0], axis=1)  # one matrix product
+    n, sa, sb, saa, sbb, sab = (sums[:, i * u:(i + 1) * u] for i in range(6))
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sab - sa * sb / n
         va = saa - sa * sa / n
@@ -455,24 +455,63 @@ class _RidgeSolver:
     cost one small matrix product each.
     """
 
-    def __init__(self, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, scale: bool):
-        xtr, xte = _standardize(x_train, x_test, scale)
+    def __init__(self, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None, scale: bool):
+        xtr, xte = _standardize(x_train, x_train if x_test is None else x_test, scale)
         self.y_mean = y_train.mean(axis=0)
+        self.y_train = y_train
         yc = y_train - self.y_mean
         n, d = xtr.shape
         if d <= n:
             evals, vecs = np.linalg.eigh(xtr.T @ xtr)
-            self.a = xte @ vecs
-            self.b = vecs.T @ (xtr.T @ yc)
+            self.right = xtr @ vecs                 # P = X V: hat matrix = P diag(1/(s+a)) P^T
+            self.a = self.right if x_test is None else xte @ vecs
+            self.b = self.right.T @ yc
         else:
             evals, vecs = np.linalg.eigh(xtr @ xtr.T)
+            self.right = vecs                       # U: hat matrix = U diag(s/(s+a)) U^T
             self.a = (xte @ xtr.T) @ vecs
             self.b = vecs.T @ yc
         self.evals = np.clip(evals, 0.0, None)
+        self.n = n
 
-    def predict(self, alpha: float, columns: np.ndarray | slice = slice(None)) -> np.ndarray:
-        b = self.b[:, columns] / (self.evals + alpha)[:, None]
-        return self.a @ b + self.y_mean[columns]
+    def loo_squared_errors(self, alphas: np.ndarray, max_elements: int = 2**24) -> np.ndarray:
+        """(A, U) summed squared leave-one-out errors on the training rows, for every alpha.
+
+        Exact for ridge with an unpenalised intercept given the (training-set) feature scaling:
+        ``e_loo = (y - y_hat) / (1 - h)`` with ``h`` the hat-matrix diagonal, ``1/n + sum_k
+        a_k r_k / (s_k + alpha)`` (Golub, Heath & Wahba 1979; scikit-learn's RidgeCV).
+        """
+        a_count, (k, u) = alphas.size, self.b.shape
+        h = 1.0 / self.n + (self.a * self.right) @ (1.0 / (self.evals[:, None] + alphas[None, :]))  # (n, A)
+        h = np.minimum(h, 1.0 - 1e-12)
+        out = np.empty((a_count, u))
+        step = max(1, max_elements // max(1, a_count * max(k, self.n)))
+        for c in range(0, u, step):
+            scaled = self.b[:, None, c:c + step] / (self.evals[:, None, None] + alphas[None, :, None])
+            fit = (self.a @ scaled.reshape(k, -1)).reshape(self.n, a_count, -1)
+            resid = (self.y_train[:, None, c:c + step] - self.y_mean[None, None, c:c + step] - fit)
+            resid = resid / (1.0 - h)[:, :, None]
+            out[:, c:c + step] = (resid * resid).sum(axis=0)
+        return out
+
+    def predict(self, alpha: float | np.ndarray) -> np.ndarray:
+        """(m, U) predictions for one alpha, or one alpha per unit (``alpha`` of shape (U,))."""
+        alpha = np.asarray(alpha, dtype=np.float64)
+        b = self.b / (self.evals[:, None] + (alpha[None, :] if alpha.ndim else alpha))
+        return self.a @ b + self.y_mean
+
+    def squared_errors(self, alphas: np.ndarray, y_test: np.ndarray, max_elements: int = 2**24) -> np.ndarray:
+        """(A, U) summed squared test errors for every alpha, in few large matrix products."""
+        a_count, (k, u) = alphas.size, self.b.shape
+        out = np.empty((a_count, u))
+        step = max(1, max_elements // max(1, a_count * max(k, self.a.shape[0])))
+        for c in range(0, u, step):
+            b = self.b[:, c:c + step]
+            scaled = b[:, None, :] / (self.evals[:, None, None] + alphas[None, :, None])  # (k, A, u)
+            pred = (self.a @ scaled.reshape(k, -1)).reshape(self.a.shape[0], a_count, -1)
+            resid = pred + self.y_mean[None, None, c:c + step] - y_test[:, None, c:c + step]
+            out[:, c:c + step] = (resid * resid).sum(axis=0)
+        return out
 
 
 def ridge_path(
@@ -613,7 +652,7 @@ def noise_ceiling(
     if not isinstance(splits, int) or splits < 1:
         raise ValueError(f"splits must be an int >= 1; got {splits!r}")
     h1, h2 = _split_halves(reps, splits, seed)
-    split_r = np.stack([_masked_pearson(h1[s], h2[s]) for s in range(splits)])
+    split_r = _split_pearson(h1, h2)
     reliability = _spearman_brown(_nanmean(split_r, axis=0))
     ceiling = np.sqrt(np.where(reliability > 0, reliability, np.nan))
     mean = float(_nanmean(ceiling)) if np.isfinite(ceiling).any() else math.nan
@@ -625,10 +664,17 @@ def noise_ceiling(
     return NoiseCeiling(reliability, ceiling, mean, interval, splits, reps.shape[2])
 
 
+def _split_pearson(h1: np.ndarray, h2: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Masked Pearson r of split half-means (S, N, U): (S, U), or (B, S, U) with weights (B, N)."""
+    s, n, u = h1.shape
+    flat = [h.transpose(1, 0, 2).reshape(n, s * u) for h in (h1, h2)]
+    r = _masked_pearson(flat[0], flat[1], w)     # all splits in one matrix product
+    return r.reshape(s, u) if w is None else r.reshape(-1, s, u)
+
+
 def _boot_ceiling(h1: np.ndarray, h2: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(B, U) bootstrap ceilings from split half-means (S, N, U) and resample weights (B, N)."""
-    r = np.stack([_masked_pearson(h1[s], h2[s], w) for s in range(h1.shape[0])])
-    rel = _spearman_brown(_nanmean(r, axis=0))
+    rel = _spearman_brown(_nanmean(_split_pearson(h1, h2, w), axis=1))
     return np.sqrt(np.where(rel > 0, rel, np.nan))
 
 
@@ -701,7 +747,7 @@ class Predictivity:
         }
 
 
-def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.ndarray, inner_folds: int,
+def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.ndarray, inner_folds: int | None,
                 alpha_per_unit: bool, standardize: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Held-out predictions (n, U) for complete data (no NaN) and chosen alphas (folds, U)."""
     folds = np.unique(fold_of)
@@ -710,14 +756,16 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.nd
     for f in folds:
         test, train = fold_of == f, fold_of != f
         xtr, ytr = x[train], y[train]
-        inner_k = min(inner_folds, int(train.sum()))
-        inner = _fold_ids(int(train.sum()), inner_k, np.random.default_rng([seed, int(f), 101]))
-        sse = np.zeros((alphas.size, y.shape[1]))
-        for g in range(inner_k):
-            te, tr = inner == g, inner != g
-            solver = _RidgeSolver(xtr[tr], ytr[tr], xtr[te], standardize)
-            for i, a in enumerate(alphas):
-                sse[i] += ((solver.predict(a) - ytr[te]) ** 2).sum(axis=0)
+        if inner_folds is None:     # exact leave-one-out, closed form
+            sse = _RidgeSolver(xtr, ytr, None, standardize).loo_squared_errors(alphas)
+        else:
+            inner_k = min(inner_folds, int(train.sum()))
+            inner = _fold_ids(int(train.sum()), inner_k, np.random.default_rng([seed, int(f), 101]))
+            sse = np.zeros((alphas.size, y.shape[1]))
+            for g in range(inner_k):
+                te, tr = inner == g, inner != g
+                solver = _RidgeSolver(xtr[tr], ytr[tr], xtr[te], standardize)
+                sse += solver.squared_errors(alphas, ytr[te])
         if alpha_per_unit:
             best = np.argmin(sse, axis=0)
         else:
@@ -725,12 +773,7 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.nd
             var[var <= 0] = 1.0
             best = np.full(y.shape[1], int(np.argmin((sse / var).sum(axis=1))))
         chosen[f] = alphas[best]
-        solver = _RidgeSolver(xtr, ytr, x[test], standardize)
-        out = np.empty((int(test.sum()), y.shape[1]))
-        for i in np.unique(best):
-            cols = np.flatnonzero(best == i)
-            out[:, cols] = solver.predict(alphas[i], cols)
-        pred[test] = out
+        pred[test] = _RidgeSolver(xtr, ytr, x[test], standardize).predict(alphas[best])
     return pred, chosen
 
 
@@ -750,7 +793,7 @@ def predictivity(
     *,
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     folds: int = 5,
-    inner_folds: int = 3,
+    inner_folds: int | None = None,
     alpha_per_unit: bool = True,
     standardize: bool = True,
     seed: int = 0,
@@ -763,15 +806,16 @@ def predictivity(
 
     Stimuli are split into ``folds`` outer folds (seeded). For each, ridge regression is fit on the
     other folds and predicts the held-out stimuli; its penalty is chosen from ``alphas`` by an inner
-    ``inner_folds``-fold cross-validation on the training stimuli only (nested CV), separately for
-    each unit by held-out squared error (``alpha_per_unit=True``) or shared by all units (minimum
-    total variance-normalised error). Features are centred (and z-scored if ``standardize``) with
-    training statistics; the intercept is not penalised. Every alpha is solved at once from one
-    eigendecomposition (see :func:`ridge_path`). Each unit's score is the Pearson r between its
-    held-out predictions and its (repetition-averaged) responses within each outer fold, averaged
-    over folds (as Brain-Score). Correlating the predictions of all folds pooled together would be
-    biased below zero when there is nothing to predict: each fold's model predicts near its
-    training mean, which is anti-correlated with the held-out fold's mean.
+    cross-validation on the training stimuli only (nested CV): exact leave-one-out in closed form
+    (``inner_folds=None``, the default, as scikit-learn's ``RidgeCV``) or ``inner_folds``-fold. The
+    choice is made separately for each unit by held-out squared error (``alpha_per_unit=True``) or
+    shared by all units (minimum total variance-normalised error). Features are centred (and
+    z-scored if ``standardize``) with training statistics; the intercept is not penalised. Every
+    alpha is solved at once from one eigendecomposition (see :func:`ridge_path`). Each unit's score
+    is the Pearson r between its held-out predictions and its (repetition-averaged) responses within
+    each outer fold, averaged over folds (as Brain-Score). Correlating the predictions of all folds
+    pooled together would be biased below zero when there is nothing to predict: each fold's model
+    predicts near its training mean, which is anti-correlated with the held-out fold's mean.
 
     With repetitions (``(N, U, R)`` responses) the split-half noise ceiling is computed
     (:func:`noise_ceiling`) and ``normalized_mean = mean(r) / mean(ceiling)``; confidence intervals
@@ -787,7 +831,9 @@ def predictivity(
         responses: ``(N, U)`` or ``(N, U, R)`` responses of ``U`` units (``R`` repetitions).
         alphas: ridge penalties to choose from (> 0).
         folds: outer cross-validation folds (2 <= folds <= N).
-        inner_folds: inner folds for choosing alpha (>= 2).
+        inner_folds: ``None`` (leave-one-out, closed form: one eigendecomposition per outer fold)
+            or the number of inner folds (>= 2) for choosing alpha. The leave-one-out shortcut keeps
+            the feature scaling of the whole training fold (exact when ``standardize=False``).
         alpha_per_unit: choose alpha per unit (default) or one alpha for all units.
         standardize: z-score features with training-fold statistics.
         seed: seed of the folds, split-halves and bootstrap.
@@ -811,8 +857,8 @@ def predictivity(
     alphas = _check_alphas(alphas)
     if not isinstance(folds, int) or not 2 <= folds <= n:
         raise ValueError(f"folds must be an int with 2 <= folds <= number of stimuli ({n}); got {folds!r}")
-    if not isinstance(inner_folds, int) or inner_folds < 2:
-        raise ValueError(f"inner_folds must be an int >= 2; got {inner_folds!r}")
+    if inner_folds is not None and (not isinstance(inner_folds, int) or inner_folds < 2):
+        raise ValueError(f"inner_folds must be None (leave-one-out) or an int >= 2; got {inner_folds!r}")
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise ValueError(f"bootstrap must be an int >= 0; got {bootstrap!r}")
     if not 0 < ci < 1:
@@ -1061,8 +1107,15 @@ def compare_rdms(a: np.ndarray, b: np.ndarray, method: str = "spearman") -> floa
         return float(kendall_tau_a(va, vb))
     if method == "spearman":
         va, vb = _rankdata(va), _rankdata(vb)
-    r = _masked_pearson(va[:, None], vb[:, None])[0]
-    return float(r)
+    return _pearson_vec(va, vb)
+
+
+def _pearson_vec(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two finite vectors (NaN if either is constant)."""
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float(np.clip((a * b).sum() / den, -1.0, 1.0)) if den > 0 else math.nan
 
 
 def _upper(m: np.ndarray) -> np.ndarray:
@@ -1161,11 +1214,11 @@ def rsa(
         if a.size < 2:
             continue
         if compare == "spearman":
-            boots[i] = _masked_pearson(_ranks_from_dense(a)[:, None], _ranks_from_dense(b)[:, None])[0]
+            boots[i] = _pearson_vec(_ranks_from_dense(a), _ranks_from_dense(b))
         elif compare == "kendall_tau_a":
             boots[i] = kendall_tau_a(a, b)
         else:
-            boots[i] = _masked_pearson(a[:, None], b[:, None])[0]
+            boots[i] = _pearson_vec(a, b)
     interval = _interval(boots, ci) if bootstrap else (math.nan, math.nan)
     return RSAResult(score=score, ci=interval, bootstrap_scores=boots, rdm_metric=rdm_metric,
                      compare=compare, n_stimuli=n, n_nan=n_nan)

@@ -74,7 +74,8 @@ def add_parser(subparsers: Any) -> None:
                    help="random-project each layer to this many features (bounds memory)")
     p.add_argument("--metrics", nargs="+", default=["predictivity", "rsa"], choices=["predictivity", "rsa"])
     p.add_argument("--folds", type=int, default=5, help="outer cross-validation folds (default 5)")
-    p.add_argument("--inner-folds", type=int, default=3, help="inner folds choosing alpha (default 3)")
+    p.add_argument("--inner-folds", type=int, default=None,
+                   help="inner folds choosing alpha (default: exact leave-one-out in closed form)")
     p.add_argument("--shared-alpha", action="store_true", help="one ridge alpha for all units")
     p.add_argument("--rdm", default="correlation", choices=["correlation", "euclidean"])
     p.add_argument("--compare", default="spearman", choices=["spearman", "kendall_tau_a", "pearson"])

@@ -242,7 +242,7 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     return _out(out, squeezed)
 
 
-def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.25, *, window: bool = True) -> torch.Tensor:
+def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.1, *, window: bool = True) -> torch.Tensor:
     """Share of the grey image's spectral energy above a cut-off frequency.
 
     ``sum_{|f| > cutoff} |F(f)|^2 / sum_{f != 0} |F(f)|^2`` where ``F`` is the 2-D DFT of the grey
@@ -255,8 +255,8 @@ def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.25, *, window: 
 
     Args:
         images: ``(B, C, H, W)`` or ``(C, H, W)``, ``C`` 1 or 3 (Rec. 601 grey).
-        cutoff: radial frequency in cycles per pixel, ``0 < cutoff < 0.5`` (default 0.25: half the
-            Nyquist frequency).
+        cutoff: radial frequency in cycles per pixel, ``0 < cutoff < 0.5`` (default 0.1, a fifth of
+            the Nyquist frequency; sharp photographs give a few percent above it).
         window: apply a Hann window before the DFT (default true).
 
     Returns:

@@ -86,12 +86,17 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--repeat", type=int, default=5, help="timed repetitions per method (median)")
     ap.add_argument("--loop-repeat", type=int, default=2, help="timed repetitions of the per-image loop")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: torch's default). On a machine shared with other jobs, 1 "
+                         "avoids thread oversubscription, which slows many small calls (the per-image loop) most")
     ap.add_argument("--shapes", default="256x1x224x224,64x3x224x224",
                     help="comma-separated BxCxHxW batch shapes")
     args = ap.parse_args()
 
     import kornia
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     sync = dev.type == "cuda"
     timer = Timer(repeat=args.repeat, warmup=2, sync=sync)

@@ -144,7 +144,8 @@ def test_resume_after_sigkill_equals_uninterrupted(data_root, tmp_path):
     ("custom", {"sigmas": [0, 8], "weights": [1, 3]}), ("schedule", {"stages": [[0, 8], [1, 0]]}),
     ("families", {"families": {"gaussian": {"sigma": [1, 4]}, "motion": {"length": [3, 9]},
                                "defocus": {"radius": [1, 3]}, "box": {"size": [3, 5]}}}),
-    ("adversarial", {"sigma_max": 8, "steps": 2}), ("consistency", {"views": 1}),
+    ("adversarial", {"sigma_max": 8, "steps": 2}), ("adversarial", {"sigma_max": 40, "min_ssim": 0.6}),
+    ("consistency", {"views": 1}), ("deblur-front", {"front": {"sigma": 0.5}}),
 ])
 def test_every_regime_trains(data_root, tmp_path, regime, opts):
     res = train(tiny(data_root, tmp_path, epochs=2, regime=regime, regime_options=opts, val_limit=32, limit=128))
@@ -200,6 +201,12 @@ def test_worst_case_sigma_respects_budget_and_raises_loss():
     assert ((s >= 0) & (s <= 1.5)).all()
     loss = torch.nn.functional.cross_entropy
     assert loss(model(bk.gaussian_blur(x, s, truncate=2.0)), y) > loss(model(x), y)
+    # an SSIM floor (fidelity budget) caps the blur: every returned sigma keeps SSIM >= the floor
+    x16 = torch.rand(6, 1, 16, 16)
+    m16 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 2))
+    y16 = torch.zeros(6, dtype=torch.long)
+    s16 = bk.train.worst_case_sigma(m16, x16, y16, 6.0, steps=2, min_ssim=0.7)
+    assert (bk.measure.ssim(bk.gaussian_blur(x16, s16, truncate=2.0), x16, data_range=1.0) >= 0.7).all()
 
 
 def test_config_validation_and_toml_roundtrip(tmp_path):
@@ -231,3 +238,14 @@ def test_cli_help_and_tiny_run(data_root, tmp_path, capsys):
     assert "checkpoint" in capsys.readouterr().out
     assert cli_main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_gradient_accumulation_matches_full_batch_and_amp_runs(data_root, tmp_path):
+    kw = {"epochs": 1, "regime": "strong", "limit": 128, "val_limit": 32,
+          "model_options": {"width": 8, "norm": "group"}}
+    full = train(tiny(data_root, tmp_path / "a", **kw))
+    acc = train(tiny(data_root, tmp_path / "b", accumulate=2, **kw))
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(acc.model.state_dict()[k], v, rtol=1e-4, atol=1e-6)
+    amp = train(tiny(data_root, tmp_path / "c", amp="bf16", channels_last=True, **kw))
+    assert np.isfinite(amp.history[-1]["train_loss"])

@@ -149,6 +149,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device | None 
         opts.setdefault("image_size", info["image_size"])
     model = build_model(info["name"], info["num_classes"], info["in_channels"], blurpool=info.get("blurpool", False),
                         **opts)
+    if info.get("deblur_front"):
+        from .regimes import FrontModel, deblur_front
+
+        model = FrontModel(deblur_front(state["config"].get("regime_options", {})), model, info["mean"], info["std"])
     model.load_state_dict(state["model"])
     model.eval()
     return model, info

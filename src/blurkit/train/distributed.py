@@ -140,28 +140,35 @@ def step_seed(seed: int, *keys: int) -> int:
 
 
 class StepRandom:
-    """Random draws for one micro-batch, made for the global batch and sliced to this rank.
+    """Random draws for one micro-batch, made for the step's global batch and sliced to this micro-batch.
 
     Args:
-        seed: run seed; ``epoch``, ``step``, ``micro``: position in training (the same on every rank).
+        seed: run seed; ``epoch``, ``step``: position in training (the same on every rank).
+        micro: micro-batch index within the step (gradient accumulation), ``0 <= micro < accumulate``.
         local_batch: images in this rank's micro-batch; ``world_size``, ``rank``: as in DDP.
         device: where returned tensors live.
+        accumulate: micro-batches per optimizer step.
 
-    ``draw(fn)`` calls ``fn(global_batch, generator)`` (a CPU ``torch.Generator`` seeded from the
-    position) and returns rows ``rank::world_size`` on ``device``; each call uses a fresh stream,
-    so draws do not depend on each other or on the rank.
+    ``draw(fn)`` calls ``fn(global_batch, generator)`` with ``global_batch = local_batch * accumulate *
+    world_size`` and a CPU ``torch.Generator`` seeded from ``(seed, epoch, step, call number)``, then
+    keeps this micro-batch's rows. Image ``i`` of micro-batch ``m`` on rank ``r`` is row
+    ``(m * local_batch + i) * world_size + r`` of the global batch, which is where
+    :class:`ResumableSampler` puts it, so the draws of an image do not depend on the world size or
+    on gradient accumulation (only on the global batch per optimizer step).
     """
 
     def __init__(self, seed: int, epoch: int, step: int, micro: int, local_batch: int, world_size: int = 1,
-                 rank: int = 0, device: torch.device | str = "cpu") -> None:
+                 rank: int = 0, device: torch.device | str = "cpu", accumulate: int = 1) -> None:
+        if not 0 <= micro < accumulate:
+            raise ValueError(f"micro must be in [0, accumulate={accumulate}); got {micro}")
         self.seed, self.epoch, self.step, self.micro = seed, epoch, step, micro
-        self.local_batch, self.world_size, self.rank = local_batch, world_size, rank
+        self.local_batch, self.world_size, self.rank, self.accumulate = local_batch, world_size, rank, accumulate
         self.device = torch.device(device)
         self._calls = 0
 
     @property
     def global_batch(self) -> int:
-        return self.local_batch * self.world_size
+        return self.local_batch * self.accumulate * self.world_size
 
     def next_call(self) -> int:
         """Number of the next draw (1, 2, ...); keys fresh seeds for transforms with their own generator."""
@@ -169,13 +176,19 @@ class StepRandom:
         return self._calls
 
     def generator(self) -> torch.Generator:
-        """A fresh CPU generator for the next draw (identical on every rank)."""
-        return torch.Generator().manual_seed(step_seed(self.seed, self.epoch, self.step, self.micro,
-                                                       self.next_call()))
+        """A fresh CPU generator for the next draw (identical on every rank and micro-batch)."""
+        return torch.Generator().manual_seed(step_seed(self.seed, self.epoch, self.step, self.next_call()))
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """This micro-batch's rows of a global-batch tensor ``(global_batch, ...)``, on ``device``."""
+        if t.shape[0] != self.global_batch:
+            raise ValueError(f"expected {self.global_batch} rows (the global batch); got {t.shape[0]}")
+        t = t.reshape(self.local_batch * self.accumulate, self.world_size, *t.shape[1:])
+        lo = self.micro * self.local_batch
+        return t[lo: lo + self.local_batch, self.rank].to(self.device)
 
     def draw(self, fn: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
-        t = fn(self.global_batch, self.generator())
-        return t[self.rank:: self.world_size].to(self.device)
+        return self.take(fn(self.global_batch, self.generator()))
 
     def uniform(self, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         """``(local_batch,)`` float32 uniform in ``[low, high)``."""

@@ -38,7 +38,7 @@ from ..models import build_model
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, atomic_write_text
 from .distributed import DistInfo, ResumableSampler, StepRandom, all_reduce_sums, setup, teardown
-from .regimes import Regime, StepContext, build_regime, deblur_front
+from .regimes import FrontModel, Regime, StepContext, build_regime, deblur_front
 
 __all__ = ["train", "TrainResult", "evaluate", "Preprocess", "augment_batch", "GREY_MEAN", "GREY_STD"]
 
@@ -285,20 +285,6 @@ def _resolve_config(config: TrainConfig | dict | str | os.PathLike | None, overr
     return cfg
 
 
-class _FrontModel(nn.Module):
-    """Deblurring front end + classifier: un-normalise, deblur in [0, 1], re-normalise, classify."""
-
-    def __init__(self, front: nn.Module, classifier: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.front, self.classifier = front, classifier
-        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), False)
-        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1), False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.front(x * self.std + self.mean)
-        return self.classifier((y - self.mean) / self.std)
-
-
 # ------------------------------------------------------------------------------------------ train
 def train(config: TrainConfig | dict | str | os.PathLike | None = None, *, model: nn.Module | None = None,
           train_data: Dataset | None = None, val_data: Dataset | None = None,
@@ -387,7 +373,7 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
     regime: Regime = build_regime(cfg.regime, cfg.regime_options, image_size=image_side,
                                   reference_size=cfg.reference_size, truncate=cfg.truncate, border=cfg.border)
     if cfg.regime == "deblur-front":
-        net = _FrontModel(deblur_front(cfg.regime_options), net, mean, std)
+        net = FrontModel(deblur_front(cfg.regime_options), net, mean, std)
     net = net.to(dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -505,7 +491,7 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
             for m in range(cfg.accumulate):
                 xb, yb = next(batches)
                 x, y = _to_unit(xb, dev), yb.to(dev, non_blocking=True)
-                rng = StepRandom(cfg.seed, epoch, step, m, x.shape[0], world, info.rank, dev)
+                rng = StepRandom(cfg.seed, epoch, step, m, x.shape[0], world, info.rank, dev, cfg.accumulate)
                 x = augment_batch(x, rng, hflip=cfg.hflip, rotate=cfg.rotate)
                 sync = (contextlib.nullcontext() if (not info.distributed or m == cfg.accumulate - 1)
                         else run_model.no_sync())

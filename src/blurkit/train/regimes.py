@@ -43,8 +43,8 @@ from ..errors import BlurkitError
 from ..filtering import gaussian_blur
 from .distributed import StepRandom, step_seed
 
-__all__ = ["StepContext", "Regime", "BlurRegimeTrainer", "AdversarialRegime", "ConsistencyRegime",
-           "REGIMES", "build_regime", "worst_case_sigma"]
+__all__ = ["StepContext", "Regime", "FrontModel", "deblur_front", "BlurRegimeTrainer", "AdversarialRegime",
+           "ConsistencyRegime", "REGIMES", "build_regime", "worst_case_sigma"]
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Regime:
 
 
 def _slice_params(params: Mapping[str, torch.Tensor], rng: StepRandom) -> dict[str, torch.Tensor]:
-    return {k: v[rng.rank:: rng.world_size].to(rng.device) for k, v in params.items()}
+    return {k: rng.take(v) for k, v in params.items()}
 
 
 class BlurRegimeTrainer(Regime):
@@ -117,7 +117,7 @@ class BlurRegimeTrainer(Regime):
             self.transform.set_epoch(epoch)
 
     def blur(self, x: torch.Tensor, rng: StepRandom) -> torch.Tensor:
-        self.transform.reseed(step_seed(rng.seed, rng.epoch, rng.step, rng.micro, 1000 + rng.next_call()))
+        self.transform.reseed(step_seed(rng.seed, rng.epoch, rng.step, 1000 + rng.next_call()))
         params = self.transform.sample_params(rng.global_batch, x.shape[-2], x.shape[-1], "cpu")
         return self.transform.apply(x, _slice_params(params, rng))
 
@@ -188,13 +188,13 @@ def worst_case_sigma(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma_m
         lo, hi = torch.zeros_like(s), s.clone()
         with torch.no_grad():
             ok = measure.ssim(gaussian_blur(x, s, truncate=truncate, border=border).float(), x.float(),
-                              data_range=1.0, reduction="none") >= min_ssim
+                              data_range=1.0) >= min_ssim
             for _ in range(6):  # bisection on the images that break the budget
                 if bool(ok.all()):
                     break
                 mid = (lo + hi) / 2
                 good = measure.ssim(gaussian_blur(x, mid, truncate=truncate, border=border).float(), x.float(),
-                                    data_range=1.0, reduction="none") >= min_ssim
+                                    data_range=1.0) >= min_ssim
                 lo = torch.where(~ok & good, mid, lo)
                 hi = torch.where(~ok & ~good, mid, hi)
             s = torch.where(ok, s, lo)
@@ -467,6 +467,25 @@ def build_regime(name: str, options: Mapping[str, Any] | None, *, image_size: in
     return r
 
 
+class FrontModel(nn.Module):
+    """Deblurring front end + classifier on normalised inputs: un-normalise, deblur in ``[0, 1]``, re-normalise.
+
+    Args:
+        front: module mapping ``[0, 1]`` images to deblurred images (e.g. ``DeblurFront(model=None)``).
+        classifier: the classifier; ``mean``, ``std``: the normalisation of its inputs.
+    """
+
+    def __init__(self, front: nn.Module, classifier: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.front, self.classifier = front, classifier
+        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1), False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.front(x * self.std + self.mean)
+        return self.classifier((y - self.mean) / self.std)
+
+
 def deblur_front(options: Mapping[str, Any] | None) -> nn.Module:
     """The deblurring front end of the ``deblur-front`` regime (``regime_options.front`` passed to it).
 
@@ -479,4 +498,5 @@ def deblur_front(options: Mapping[str, Any] | None) -> nn.Module:
         raise BlurkitError("regime 'deblur-front' needs blurkit.deblur.DeblurFront, which this installation "
                            "does not have yet; use another regime") from None
     front_opts = dict((options or {}).get("front", {}))
-    return DeblurFront(**front_opts)
+    front_opts.pop("model", None)
+    return DeblurFront(None, **front_opts)

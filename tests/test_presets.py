@@ -238,3 +238,18 @@ def test_grayscale_pipeline_validation():
         GrayscaleBlurPipeline("strong")(torch.rand(2, 4, 8, 8))
     with pytest.raises(ValueError, match="p must be"):
         GrayscaleBlurPipeline("strong", p=2)
+
+
+def test_strong_matches_the_papers_kornia_call():
+    """Jang & Tong blurred each image with kornia gaussian_blur2d, kernel 2*ceil(2*sigma)+1, reflect."""
+    kornia = pytest.importorskip("kornia")
+    x = torch.rand(10, 1, 36, 36, generator=torch.Generator().manual_seed(5))
+    t = presets.transform("strong", seed=2)
+    y = t(x)
+    for i, s in enumerate(t.last_params["sigma"].tolist()):
+        if s == 0:
+            assert torch.equal(y[i], x[i])
+            continue
+        k = 2 * math.ceil(2.0 * s) + 1
+        ref = kornia.filters.gaussian_blur2d(x[i:i + 1], (k, k), (s, s))[0]
+        torch.testing.assert_close(y[i], ref, rtol=0, atol=2e-6)

@@ -1235,7 +1235,7 @@ class SyntheticBrain:
     Attributes:
         responses: ``(N, U, R)`` simulated responses (signal + independent Gaussian noise per repetition).
         signal: ``(N, U)`` noise-free responses (each unit z-scored across stimuli).
-        weights: ``(D, U)`` read-out weights (applied to z-scored features).
+        weights: ``(D, U)`` read-out weights (applied to the z-scored, or centred, features).
         ceiling: the true ceiling ``sqrt(1 / (1 + sigma^2 / R))`` (expected r between the signal and
             the repetition-averaged response), the same for every unit.
         noise_sd: per-repetition noise standard deviation ``sigma`` (signal variance is 1).
@@ -1255,11 +1255,14 @@ def synthetic_responses(
     repetitions: int = 4,
     ceiling: float = 0.8,
     sparsity: float = 1.0,
+    standardize: bool = True,
     seed: int = 0,
 ) -> SyntheticBrain:
     """A synthetic "brain": units that are noisy linear read-outs of ``features``.
 
-    Each unit's signal is ``z(X) w`` with ``z`` the per-feature z-score and ``w`` Gaussian (a fraction
+    Each unit's signal is ``z(X) w`` with ``z`` the per-feature z-score (or only centring, with
+    ``standardize=False``: then the units' geometry follows the features' Euclidean geometry, which a
+    Gaussian read-out preserves approximately) and ``w`` Gaussian (a fraction
     ``sparsity`` of the weights non-zero), rescaled to unit variance across stimuli; each repetition
     adds independent Gaussian noise of standard deviation ``sigma = sqrt(R (1/ceiling^2 - 1))``, so
     that the Pearson r between the signal and the mean of ``R`` repetitions is ``ceiling`` in
@@ -1271,6 +1274,7 @@ def synthetic_responses(
         repetitions: repetitions per stimulus (>= 1; >= 2 to have a noise ceiling).
         ceiling: target noise ceiling in (0, 1].
         sparsity: fraction of non-zero read-out weights per unit in (0, 1].
+        standardize: z-score the features before the read-out (else only centre them).
         seed: seed of weights and noise.
 
     Example:
@@ -1288,7 +1292,7 @@ def synthetic_responses(
     if not 0 < sparsity <= 1:
         raise ValueError(f"sparsity must be in (0, 1]; got {sparsity!r}")
     rng = np.random.default_rng(seed)
-    z, _ = _standardize(x, x[:1], True)
+    z, _ = _standardize(x, x[:1], standardize)
     w = rng.normal(size=(x.shape[1], n_units))
     if sparsity < 1:
         w *= rng.random(size=w.shape) < sparsity

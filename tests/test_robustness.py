@@ -269,6 +269,16 @@ def test_worst_case_finds_flips(family):
             assert want - 1e-3 <= s <= want * 1.15
 
 
+def test_worst_case_started_at_the_critical_sigma_is_never_worse():
+    x, y = impulse_batch([0.6, 1.2])
+    model = Impulse()
+    crit = R.critical_sigma(model, [(x, y)], max_sigma=3, tol=0.01, progress=False)
+    for family in ("anisotropic", "free"):
+        r = R.worst_case_blur(model, x, y, family, steps=10, init_sigma=crit.sigma.float())
+        assert r.flipped.all()
+        assert (r.ssim >= crit.ssim - 1e-4).all()
+
+
 def test_worst_case_motion_and_budget():
     x, y = impulse_batch([0.45])
     r = R.worst_case_blur(Impulse(), x, y, "motion", steps=60, lr=0.2)

@@ -204,9 +204,18 @@ def motion_kernel(radius: int, sigma: float, angle: float | torch.Tensor, *, hei
     i = torch.arange(n, dtype=torch.float64, device=a.device)
     w = torch.exp(-i ** 2 / (2.0 * float(sigma) ** 2))
     w = w / w.sum()
-    rad = torch.deg2rad(a)
-    oy = torch.ceil(i[None, :] * torch.sin(rad)[:, None] - 0.5).long()
-    ox = torch.ceil(i[None, :] * torch.cos(rad)[:, None] - 0.5).long()
+    # offsets with the reference's exact float64 operations (ceil is sensitive to the last ulp,
+    # e.g. at -30 degrees): (i * width * sin a) / hypot(width sin a, width cos a)
+    ii = np.arange(n, dtype=np.float64)
+    oys, oxs = [], []
+    for ang in a.detach().cpu().tolist():
+        rad = np.deg2rad(ang)
+        p0, p1 = n * np.sin(rad), n * np.cos(rad)
+        hyp = math.hypot(p0, p1)
+        oys.append(np.ceil((ii * p0) / hyp - 0.5))
+        oxs.append(np.ceil((ii * p1) / hyp - 0.5))
+    oy = torch.as_tensor(np.array(oys), device=a.device).long()
+    ox = torch.as_tensor(np.array(oxs), device=a.device).long()
     ok = torch.ones_like(oy, dtype=torch.bool)
     if height is not None:
         ok &= oy.abs() < height
@@ -422,7 +431,7 @@ def gaussian_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "i
     x, sq, u8 = _prepare(images)
     g = _check_generator(generator, x)
     n = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    return _finish(x + c * n, images, sq, u8)
+    return _finish(n.mul_(c).add_(x), images, sq, u8)
 
 
 def shot_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet",
@@ -454,9 +463,9 @@ def impulse_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "im
     c = _param("impulse_noise", severity, dataset)
     x, sq, u8 = _prepare(images)
     g = _check_generator(generator, x)
+    # one uniform draw decides both: replaced if u < c; salt (1) if u < c / 2, pepper (0) otherwise
     u = torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    s = torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    y = torch.where(u < c, (s < 0.5).to(x.dtype), x)
+    y = torch.where(u < c, (u < c / 2).to(x.dtype), x)
     return _finish(y, images, sq, u8)
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import filtering as _f
-from .._validation import check_images
+from .._validation import check_images, per_sample
 from . import _common as c
 from . import quality as q
 
@@ -89,27 +89,26 @@ def _params(family: str, theta: dict[str, torch.Tensor], max_sigma: float) -> di
     return out
 
 
-def _init(family: str, B: int, kernel_size: int, init_sigma: float, max_sigma: float,
+def _init(family: str, B: int, kernel_size: int, init: torch.Tensor, max_sigma: float,
           generator: torch.Generator, device) -> dict[str, torch.Tensor]:
-    def logit(v: float) -> float:
-        r = min(max(v / max_sigma, 1e-4), 1 - 1e-4)
-        return math.log(r / (1 - r))
+    def logit(v: torch.Tensor) -> torch.Tensor:
+        r = (v / max_sigma).clamp(1e-4, 1 - 1e-4)
+        return torch.log(r / (1 - r))
 
     ang = torch.rand(B, generator=generator, dtype=torch.float32) * 180.0 - 90.0
     if family == "gaussian":
-        th = {"sigma": torch.full((B,), logit(init_sigma))}
+        th = {"sigma": logit(init)}
     elif family == "anisotropic":
-        th = {"sigma": torch.full((B,), logit(init_sigma * 1.5)), "sigma_y": torch.full((B,), logit(init_sigma / 2)),
-              "angle": ang}
+        th = {"sigma": logit(init * 1.05), "sigma_y": logit(init * 0.95), "angle": ang}
     elif family == "motion":
-        th = {"length": torch.full((B,), logit(2 * init_sigma + 1)), "angle": ang}
+        th = {"length": logit(init * math.sqrt(12.0)), "angle": ang}  # same spread along the streak
     else:
         r = kernel_size // 2
         t = torch.arange(-r, r + 1, dtype=torch.float32)
         d2 = t[:, None] ** 2 + t[None, :] ** 2
-        base = -d2 / (2 * max(init_sigma, 0.3) ** 2)  # log of a Gaussian: a small blur to start
+        base = -d2[None] / (2 * init.clamp_min(0.3)[:, None, None] ** 2)  # log of a Gaussian kernel
         noise = 0.01 * torch.randn(B, kernel_size, kernel_size, generator=generator)
-        th = {"logits": base[None] + noise}
+        th = {"logits": base + noise}
     return {k: v.to(device).requires_grad_(True) for k, v in th.items()}
 
 
@@ -123,9 +122,9 @@ def worst_case_blur(
     budget: float | None = None,
     steps: int = 100,
     lr: float = 0.1,
-    kernel_size: int = 9,
+    kernel_size: int | None = None,
     max_sigma: float = 8.0,
-    init_sigma: float = 0.5,
+    init_sigma: float | torch.Tensor = 0.5,
     penalty: float = 1.0,
     margin: float = 0.5,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -153,9 +152,12 @@ def worst_case_blur(
         budget: least acceptable fidelity: SSIM (default 0.0) or PSNR in dB (default 0.0); flips
             below it are not counted.
         steps: optimisation steps. lr: Adam step size.
-        kernel_size: odd size of the free kernel.
+        kernel_size: odd size of the free kernel (default ``2 ceil(3 max(init_sigma)) + 1``, at least 9).
         max_sigma: upper bound of sigma / sigma_y / motion length (px).
-        init_sigma: starting blur (px).
+        init_sigma: starting blur (px), a number or one per image ``(B,)``. Passing the
+            :func:`critical_sigma` values starts every image at a known flip (recorded as the first
+            candidate), so the search only has to make it cheaper: the anisotropic, motion and free
+            families then report a cost no higher than the isotropic critical sigma's.
         penalty: initial ``lam``. margin: logit margin to aim beyond the decision boundary.
         transform: applied after the blur, before the model (e.g. normalisation).
         data_range: image value range for SSIM/PSNR.
@@ -182,11 +184,15 @@ def worst_case_blur(
         raise ValueError(f"labels must be an integer tensor of shape ({x4.shape[0]},); got {labels!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer; got {steps!r}")
-    if family == "free" and (not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0):
-        raise ValueError(f"kernel_size must be an odd integer >= 3; got {kernel_size!r}")
-    for name, v in (("max_sigma", max_sigma), ("init_sigma", init_sigma), ("lr", lr), ("penalty", penalty)):
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+    for name, v in (("max_sigma", max_sigma), ("lr", lr), ("penalty", penalty)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
+    init = per_sample(init_sigma, "init_sigma", x4.shape[0], minimum=0.0, strict=True).detach().float().cpu()
+    if kernel_size is None:
+        kernel_size = max(9, 2 * math.ceil(3 * float(init.max())) + 1)
+    if family == "free" and (isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 3
+                             or kernel_size % 2 == 0):
+        raise ValueError(f"kernel_size must be an odd integer >= 3; got {kernel_size!r}")
     if budget is None:
         budget = 0.0
     dev = torch.device(device) if device is not None else x4.device
@@ -197,7 +203,7 @@ def worst_case_blur(
     if isinstance(model, nn.Module):
         model.eval()
     gen = torch.Generator().manual_seed(seed)
-    theta = _init(family, B, kernel_size, init_sigma, max_sigma, gen, dev)
+    theta = _init(family, B, kernel_size, init, max_sigma, gen, dev)
     opt = torch.optim.Adam(list(theta.values()), lr=lr)
     lam = torch.full((B,), float(penalty), device=dev)
     best_cost = torch.full((B,), float("inf"), device=dev)

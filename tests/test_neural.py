@@ -66,6 +66,17 @@ def test_activations_match_plain_forward_and_pooling():
     assert net.training  # training flag restored
 
 
+def test_activations_survive_inplace_relu():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.Flatten())
+    x = stimuli(4)
+    feats = nu.activations(net, x, ["0", "1"])
+    with torch.no_grad():
+        ref = net[0](x)
+    assert torch.allclose(feats["0"], ref.flatten(1), atol=1e-6) and feats["0"].min() < 0
+    assert torch.allclose(feats["1"], ref.clamp(min=0).flatten(1), atol=1e-6)
+
+
 def test_activations_projection_is_seeded_and_preserves_distances():
     net = small_cnn()
     x = stimuli(12)

@@ -286,6 +286,8 @@ def activations(
                 mat = projections[name]
                 if mat is not None:
                     feats = feats @ mat
+            if feats.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+                feats = feats.clone()  # a later in-place op (ReLU(inplace=True)) would change it
             current[name] = feats
         return hook
 

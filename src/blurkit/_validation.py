@@ -156,6 +156,15 @@ def radius_from(sigma: torch.Tensor, truncate: float) -> torch.Tensor:
     return r.clamp_min(0).long()
 
 
+def check_value(value: object, name: str = "value") -> float:
+    """Validate the fill value of a constant border: a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number (the constant border's fill value); got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number (the constant border's fill value); got {value!r}")
+    return float(value)
+
+
 def check_truncate(truncate: object) -> float:
     """Validate the Gaussian ``truncate`` factor (radius = ceil(truncate * sigma))."""
     if isinstance(truncate, bool) or not isinstance(truncate, numbers.Real) or not math.isfinite(truncate) \

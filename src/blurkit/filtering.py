@@ -37,6 +37,8 @@ from ._validation import (
     check_border,
     check_images,
     check_truncate,
+    check_value,
+    describe,
     odd_size,
     per_sample,
     restore_batch,
@@ -269,6 +271,20 @@ def _support_2d(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ry, rx
 
 
+_STRIP_ELEMS = 1 << 22  # CPU convs on larger inputs run in strips of rows (oneDNN workspace ~9x input)
+
+
+def _conv(y: torch.Tensor, w: torch.Tensor, groups: int) -> torch.Tensor:
+    """'Valid' grouped ``conv2d``; on CPU, large inputs go in strips of output rows to bound memory."""
+    if y.device.type != "cpu" or y.numel() <= _STRIP_ELEMS:
+        return F.conv2d(y, w, groups=groups)
+    kh = w.shape[-2]
+    h_out = y.shape[-2] - kh + 1
+    rows = max(1, _STRIP_ELEMS // max(1, y.shape[1] * y.shape[-1]))
+    return torch.cat([F.conv2d(y[..., a:min(a + rows, h_out) + kh - 1, :], w, groups=groups)
+                      for a in range(0, h_out, rows)], dim=-2)
+
+
 def _groups(keys: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
     """Split the batch by key: [(key, indices or None for 'all')]."""
     uniq = torch.unique(keys)
@@ -301,16 +317,21 @@ def _torch_sep(x, kx, ky, rx, ry, border, value):
             continue
         wx = (kx if idx is None else kx.index_select(0, idx))[:, Kx // 2 - r_x: Kx // 2 + r_x + 1]
         wy = (ky if idx is None else ky.index_select(0, idx))[:, Ky // 2 - r_y: Ky // 2 + r_y + 1]
-        xp = pad(xs, (r_x, r_x, r_y, r_y), border, value)
-        y = xp.reshape(1, n * C, H + 2 * r_y, W + 2 * r_x)
+        # Both passes are (k x 1) grouped convs; the horizontal one runs on the transposed view.
+        y = xs.reshape(1, n * C, H, W)
+        wxs = wx.to(x.dtype).repeat_interleave(C, 0)
+        wys = wy.to(x.dtype).repeat_interleave(C, 0)
+        if r_y:  # rows first, so constant rows get value * sum(kx) from the horizontal pass
+            y = pad(y, (0, 0, r_y, r_y), border, value)
         if r_x:
-            y = F.conv2d(y, wx.to(x.dtype).repeat_interleave(C, 0)[:, None, None, :], groups=n * C)
+            yt = pad(y.transpose(-1, -2), (0, 0, r_x, r_x), border, value)
+            y = _conv(yt, wxs[:, None, :, None], n * C).transpose(-1, -2)
         else:
-            y = y * wx.to(x.dtype).repeat_interleave(C, 0)[None, :, None, :]
+            y = y * wxs.reshape(1, -1, 1, 1)
         if r_y:
-            y = F.conv2d(y, wy.to(x.dtype).repeat_interleave(C, 0)[:, None, :, None], groups=n * C)
+            y = _conv(y, wys[:, None, :, None], n * C)
         else:
-            y = y * wy.to(x.dtype).repeat_interleave(C, 0)[None, :, :, None]
+            y = y * wys.reshape(1, -1, 1, 1)
         parts.append((y.reshape(n, C, H, W), idx))
     return _assemble(parts, B)
 
@@ -327,8 +348,7 @@ def _torch_2d(x, k, ry, rx, border, value):
         n = xs.shape[0]
         w = ks[:, Kh // 2 - r_y: Kh // 2 + r_y + 1, Kw // 2 - r_x: Kw // 2 + r_x + 1].to(x.dtype)
         xp = pad(xs, (r_x, r_x, r_y, r_y), border, value)
-        y = F.conv2d(xp.reshape(1, n * C, H + 2 * r_y, W + 2 * r_x), w.repeat_interleave(C, 0)[:, None],
-                     groups=n * C)
+        y = _conv(xp.reshape(1, n * C, H + 2 * r_y, W + 2 * r_x), w.repeat_interleave(C, 0)[:, None], n * C)
         parts.append((y.reshape(n, C, H, W), idx))
     return _assemble(parts, B)
 
@@ -340,16 +360,21 @@ def _fft_2d(x, k, border, value):
     Ry, Rx = Kh // 2, Kw // 2
     xp = pad(x, (Rx, Rx, Ry, Ry), border, value)
     Hp, Wp = H + 2 * Ry, W + 2 * Rx
-    g = torch.zeros(B, Hp, Wp, dtype=x.dtype, device=x.device)
-    g = g.clone() if g.requires_grad else g
     g = torch.cat([torch.cat([k.flip(-1, -2).to(x.dtype), torch.zeros(B, Kh, Wp - Kw, dtype=x.dtype,
                                                                       device=x.device)], dim=2),
                    torch.zeros(B, Hp - Kh, Wp, dtype=x.dtype, device=x.device)], dim=1)
     g = torch.roll(g, shifts=(-Ry, -Rx), dims=(1, 2))
-    Xf = torch.fft.rfft2(xp)
     Gf = torch.fft.rfft2(g)
-    y = torch.fft.irfft2(Xf * Gf[:, None], s=(Hp, Wp))
-    return y[..., Ry:Ry + H, Rx:Rx + W]
+    del g
+    Xf = torch.fft.rfft2(xp)
+    del xp  # free intermediates early: peak memory stays a few times the batch
+    if Xf.requires_grad or Gf.requires_grad:
+        Xf = Xf * Gf[:, None]
+    else:
+        Xf.mul_(Gf[:, None])
+    del Gf
+    y = torch.fft.irfft2(Xf, s=(Hp, Wp))
+    return y[..., Ry:Ry + H, Rx:Rx + W].contiguous()
 
 
 def _sep_as_2d(kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
@@ -481,6 +506,7 @@ def filter2d(
     x4, squeezed = check_images(images)
     check_border(border)
     _check_method(method)
+    value = check_value(value)
     k = _k._check_kernel_tensor(kernels)
     k = _batch_kernels(k, x4.shape[0], "kernels")
     y = _run_2d(x4, k, border, method, value)
@@ -510,6 +536,7 @@ def sepfilter2d(
     x4, squeezed = check_images(images)
     check_border(border)
     _check_method(method)
+    value = check_value(value)
     ks = []
     for name, kk in (("kernel_x", kernel_x), ("kernel_y", kernel_y)):
         if not isinstance(kk, torch.Tensor) or not kk.is_floating_point():
@@ -518,9 +545,19 @@ def sepfilter2d(
         kk = kk.unsqueeze(0) if kk.dim() == 1 else kk
         if kk.dim() != 2 or kk.shape[1] % 2 == 0:
             raise ValueError(f"{name} must have shape (B, k) or (k,) with odd k; got shape {tuple(kk.shape)}")
+        if not bool(torch.isfinite(kk.detach()).all()):
+            raise ValueError(f"{name} must be finite; got {describe(kk)}")
         ks.append(_batch_kernels(kk, x4.shape[0], name))
     y = _run_sep(x4, ks[0], ks[1], border, method, value)
     return restore_batch(_from_work(y, x4), squeezed)
+
+
+def _work_dtype(x: torch.Tensor, *params: object) -> torch.dtype:
+    """float64 for float64 images or float64 parameter tensors, else float32 (Python numbers are
+    kept in float64 while kernels are built, then cast)."""
+    if x.dtype == torch.float64 or any(isinstance(p, torch.Tensor) and p.dtype == torch.float64 for p in params):
+        return torch.float64
+    return torch.float32
 
 
 def _all_zero(t: torch.Tensor) -> bool:
@@ -564,16 +601,17 @@ def gaussian_blur(
     x4, squeezed = check_images(images)
     check_border(border)
     _check_method(method)
+    value = check_value(value)
     truncate = check_truncate(truncate)
     B = x4.shape[0]
     dev = x4.device
-    sx = per_sample(sigma, "sigma", B, device=dev)
-    sy = sx if sigma_y is None else per_sample(sigma_y, "sigma_y", B, device=dev)
-    an = per_sample(angle, "angle", B, device=dev, minimum=None)
+    sx = per_sample(sigma, "sigma", B, device=dev, dtype=torch.float64)
+    sy = sx if sigma_y is None else per_sample(sigma_y, "sigma_y", B, device=dev, dtype=torch.float64)
+    an = per_sample(angle, "angle", B, device=dev, minimum=None, dtype=torch.float64)
     if _all_zero(sx) and _all_zero(sy):
         return images.clone()
     rotated = an.requires_grad or bool((an.detach().remainder(180.0) != 0).any())
-    wdt = torch.float64 if torch.float64 in (x4.dtype, sx.dtype, sy.dtype) else torch.float32
+    wdt = _work_dtype(x4, sigma, sigma_y, angle)
     if rotated:
         if method == "separable":
             raise ValueError("method='separable' cannot apply a rotated anisotropic Gaussian (angle not a "
@@ -604,6 +642,7 @@ def box_blur(images: torch.Tensor, size: int | torch.Tensor, *, border: str = "r
     x4, squeezed = check_images(images)
     check_border(border)
     _check_method(method)
+    value = check_value(value)
     n = odd_size(size, "size", x4.shape[0])
     if bool((n == 1).all()):
         return images.clone()
@@ -627,10 +666,11 @@ def defocus_blur(images: torch.Tensor, radius: float | torch.Tensor, *, border: 
     x4, squeezed = check_images(images)
     check_border(border)
     _check_method(method)
-    r = per_sample(radius, "radius", x4.shape[0], device=x4.device)
+    value = check_value(value)
+    r = per_sample(radius, "radius", x4.shape[0], device=x4.device, dtype=torch.float64)
     if _all_zero(r):
         return images.clone()
-    wdt = torch.float64 if torch.float64 in (x4.dtype, r.dtype) else torch.float32
+    wdt = _work_dtype(x4, radius)
     y = _run_2d(x4, _k.disk(r, dtype=wdt, device=x4.device), border, method, value)
     return restore_batch(_from_work(y, x4), squeezed)
 
@@ -651,11 +691,12 @@ def motion_blur(images: torch.Tensor, length: float | torch.Tensor, angle: float
     x4, squeezed = check_images(images)
     check_border(border)
     _check_method(method)
+    value = check_value(value)
     B = x4.shape[0]
-    L = per_sample(length, "length", B, device=x4.device)
-    an = per_sample(angle, "angle", B, device=x4.device, minimum=None)
+    L = per_sample(length, "length", B, device=x4.device, dtype=torch.float64)
+    an = per_sample(angle, "angle", B, device=x4.device, minimum=None, dtype=torch.float64)
     if _all_zero(L):
         return images.clone()
-    wdt = torch.float64 if torch.float64 in (x4.dtype, L.dtype, an.dtype) else torch.float32
+    wdt = _work_dtype(x4, length, angle)
     y = _run_2d(x4, _k.motion(L, an, dtype=wdt, device=x4.device), border, method, value)
     return restore_batch(_from_work(y, x4), squeezed)

@@ -279,14 +279,21 @@ def disk(radius: float | torch.Tensor, *, dtype: torch.dtype | None = None,
 def _motion(length: torch.Tensor, angle: torch.Tensor, R: int, dtype) -> torch.Tensor:
     dev = length.device
     B = length.shape[0]
-    M = max(2, int(math.ceil(4 * float(length.detach().max()))) + 1)
-    t = torch.linspace(-0.5, 0.5, M, device=dev, dtype=dtype)  # positions along the segment / length
-    tw = torch.full((M,), 1.0 / (M - 1), device=dev, dtype=dtype)
-    tw[0] = tw[-1] = 0.5 / (M - 1)  # trapezoid rule: a uniform density over the segment
+    # Each image's segment is sampled at its own density (~4 samples per pixel): row i depends on
+    # (length_i, angle_i) only, never on the other images of the batch.
+    m_i = (torch.ceil(4 * length.detach().double()).long() + 1).clamp_min(2)  # samples per image
+    M = int(m_i.max())
+    j = torch.arange(M, device=dev)
+    valid = j[None, :] < m_i[:, None]
+    step = 1.0 / (m_i - 1).to(dtype)  # (B,)
+    t = torch.where(valid, -0.5 + j[None, :].to(dtype) * step[:, None], torch.zeros((), dtype=dtype, device=dev))
+    ends = (j[None, :] == 0) | (j[None, :] == (m_i[:, None] - 1))
+    tw = torch.where(valid, torch.where(ends, 0.5 * step[:, None], step[:, None]),
+                     torch.zeros((), dtype=dtype, device=dev))  # trapezoid rule: uniform density
     th = torch.deg2rad(angle.to(dtype))
     L = length.to(dtype)
-    px = (L[:, None] * t[None, :]) * torch.cos(th)[:, None]
-    py = -(L[:, None] * t[None, :]) * torch.sin(th)[:, None]  # rows grow downwards
+    px = (L[:, None] * t) * torch.cos(th)[:, None]
+    py = -(L[:, None] * t) * torch.sin(th)[:, None]  # rows grow downwards
     K = 2 * R + 1
     x0, y0 = torch.floor(px.detach()), torch.floor(py.detach())
     fx, fy = px - x0, py - y0
@@ -295,7 +302,7 @@ def _motion(length: torch.Tensor, angle: torch.Tensor, R: int, dtype) -> torch.T
         for dx, wx in ((0, 1 - fx), (1, fx)):
             xi = (x0 + dx).long() + R
             yi = (y0 + dy).long() + R
-            w = wx * wy * tw[None, :]
+            w = wx * wy * tw
             ok = (xi >= 0) & (xi < K) & (yi >= 0) & (yi < K)
             idx = (yi.clamp(0, K - 1) * K + xi.clamp(0, K - 1))
             out = out.scatter_add(1, idx, torch.where(ok, w, torch.zeros_like(w)))

@@ -1,0 +1,59 @@
+"""Atomic file writes: a reader never sees a half-written checkpoint, report or table.
+
+Each writer puts the data in a temporary file in the target's folder, flushes it to disk, then
+renames it over the target (``os.replace`` is atomic on POSIX and Windows); on any error the
+temporary file is removed and the old target, if any, is left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_torch_save"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(fh)`` on a temporary binary file, then rename it to ``path`` atomically.
+
+    Args:
+        path: the target file; its folder is created if missing.
+        write: writes the content to the open binary file handle it is given.
+
+    Returns:
+        The target path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode(encoding)))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints)."""
+    import torch
+
+    return atomic_write(path, lambda fh: torch.save(obj, fh))

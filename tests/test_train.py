@@ -249,3 +249,23 @@ def test_gradient_accumulation_matches_full_batch_and_amp_runs(data_root, tmp_pa
         torch.testing.assert_close(acc.model.state_dict()[k], v, rtol=1e-4, atol=1e-6)
     amp = train(tiny(data_root, tmp_path / "c", amp="bf16", channels_last=True, **kw))
     assert np.isfinite(amp.history[-1]["train_loss"])
+
+
+class _FloatImages(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(n)
+        self.x, self.targets = torch.rand(n, 3, 12, 12, generator=g), torch.arange(n) % 3
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.targets[i])
+
+
+def test_user_model_and_dataset(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 12 * 12, 3))
+    res = train(out=str(tmp_path), train_data=_FloatImages(96), val_data=_FloatImages(40), model=net, epochs=1,
+                batch_size=32, progress=False, regime="strong", eval_sigmas=[4.0], tensorboard=False)
+    assert res.model is net and res.model_info["num_classes"] == 3 and res.model_info["mean"] == [0.485, 0.456, 0.406]
+    assert 0 <= res.final["val_acc_sigma_4"] <= 1

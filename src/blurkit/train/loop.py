@@ -126,7 +126,9 @@ def _num_classes(ds: Dataset) -> int:
         return int(base.num_classes)
     if hasattr(base, "classes"):
         return len(base.classes)
-    labels = getattr(base, "labels", None) or getattr(base, "targets", None)
+    labels = getattr(base, "labels", None)
+    if labels is None:
+        labels = getattr(base, "targets", None)
     if labels is not None:
         return int(torch.as_tensor(labels).max()) + 1
     return int(max(int(ds[i][1]) for i in range(len(ds)))) + 1
@@ -173,7 +175,7 @@ def evaluate(model: nn.Module, dataset: Dataset, *, sigmas: Sequence[float] = (0
              prep: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_size: int = 256,
              device: torch.device | str = "cpu", truncate: float = 2.0, info: DistInfo | None = None,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-             ) -> dict[str, float]:
+             num_workers: int = 0) -> dict[str, float]:
     """Loss and accuracy of ``model`` on ``dataset`` without blur and at each Gaussian ``sigma``.
 
     Args:
@@ -183,6 +185,7 @@ def evaluate(model: nn.Module, dataset: Dataset, *, sigmas: Sequence[float] = (0
             Jang & Tong units); blur with ``truncate`` (2, Jang & Tong) and reflect borders.
         prep: normalisation (default: none).
         info: distributed info; each rank evaluates a shard and the sums are all-reduced.
+        num_workers: DataLoader workers for datasets that are not in-memory tensors.
 
     Returns:
         ``{"loss": ..., "acc": ..., "acc_sigma_<s>": ..., "loss_sigma_<s>": ...}`` (accuracy in [0, 1];
@@ -200,13 +203,13 @@ def evaluate(model: nn.Module, dataset: Dataset, *, sigmas: Sequence[float] = (0
     idx = torch.arange(info.rank, n, info.world_size)
     levels = [0.0] + [float(s) for s in sigmas if float(s) != 0.0]
     sums = [0.0] * (2 * len(levels)) + [0.0]
-    for part in idx.split(batch_size):
-        if isinstance(dataset, TensorImageDataset):
-            xb, yb = dataset.images[part], dataset.labels[part]
-        else:
-            items = [dataset[int(i)] for i in part]
-            xb = torch.stack([torch.as_tensor(it[0]) for it in items])
-            yb = torch.tensor([int(it[1]) for it in items])
+    if isinstance(dataset, TensorImageDataset):
+        batches: Any = ((dataset.images[part], dataset.labels[part]) for part in idx.split(batch_size))
+    else:
+        batches = DataLoader(torch.utils.data.Subset(dataset, idx.tolist()), batch_size=batch_size,
+                             num_workers=num_workers, worker_init_fn=seed_worker)
+    for xb, yb in batches:
+        yb = torch.as_tensor(yb, dtype=torch.long)
         x = _to_unit(xb, device)
         y = yb.to(device)
         for j, s in enumerate(levels):
@@ -454,7 +457,7 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
     logger: _Logger | None = None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out)
+        dataclasses.replace(cfg, resume=False).save(out)  # the stored config reruns, it does not resume
         logger = _Logger(out, history, cfg.tensorboard)
 
     def checkpoint(epoch: int, step_in_epoch: int, part: list[float]) -> None:
@@ -536,7 +539,7 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
         if val_ds is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             ev = evaluate(net, val_ds, sigmas=[0.0, *cfg.eval_sigmas], scale=eval_scale, prep=prep,
                           batch_size=cfg.eval_batch_size, device=dev, truncate=cfg.truncate or 2.0, info=info,
-                          autocast=autocast)
+                          autocast=autocast, num_workers=cfg.num_workers)
             row["val_loss"], row["val_acc"] = ev["loss"], ev["acc"]
             for s in cfg.eval_sigmas:
                 if s != 0:

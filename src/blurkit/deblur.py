@@ -202,7 +202,7 @@ def _taper_weights(n_pad: int, t: int, device: torch.device, dtype: torch.dtype)
 def wiener(
     images: torch.Tensor,
     kernels: torch.Tensor,
-    balance: float | torch.Tensor = 0.005,
+    balance: float | torch.Tensor = 0.01,
     *,
     reg: str | torch.Tensor = "laplacian",
     border: str = "reflect",
@@ -222,8 +222,8 @@ def wiener(
             kernels as used by :func:`blurkit.filter2d` (any :mod:`blurkit.kernels` family), odd sizes,
             non-negative, each summing to 1.
         balance: regularisation weight ``> 0`` (noise-to-signal trade-off), a number or ``(B,)``.
-            Larger is smoother. With the Laplacian regulariser and [0, 1] images, ``0.002-0.01`` suits
-            noise of std ~0.01.
+            Larger is smoother. With the Laplacian regulariser, [0, 1] images and noise of std ~0.01,
+            0.003-0.03 suits Gaussian and defocus blur and ~0.1 long motion blur (docs/deblur.md).
         reg: ``"laplacian"`` (default, as scikit-image), ``"identity"`` (classic Wiener with a
             constant noise-to-signal ratio) or a 2-D tensor: the regulariser's impulse response.
         border: how the image is extended beyond its edges before the FFT (see the module docs):
@@ -525,7 +525,7 @@ def blind(
     family: str = "gaussian",
     *,
     method: str = "wiener",
-    balance: float | torch.Tensor = 0.005,
+    balance: float | torch.Tensor = 0.01,
     num_iter: int | torch.Tensor = 30,
     truncate: float = 3.0,
     border: str = "reflect",
@@ -633,7 +633,7 @@ class DeblurFront(nn.Module):
         *,
         length: float | None = None,
         angle: float = 0.0,
-        balance: float = 0.005,
+        balance: float = 0.01,
         num_iter: int = 10,
         learnable: bool = False,
         mean: float | None = None,

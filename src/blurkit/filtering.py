@@ -400,9 +400,20 @@ def _choose(method: str, x: torch.Tensor, taps: float, fft_size: int, compiled: 
     return "direct" if direct_cost <= fft_cost else "fft"
 
 
+def _to_work(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in the working float dtype (a fresh, huge-page-hinted buffer on the compiled CPU path)."""
+    if x.dtype == dtype:
+        return x
+    if x.device.type == "cpu" and not x.requires_grad and _load_lib() is not None:
+        buf = torch.empty(x.shape, dtype=dtype)
+        _load_lib().bk_hugepage_hint(buf.data_ptr(), buf.numel() * buf.element_size())
+        return buf.copy_(x)
+    return x.to(dtype)
+
+
 def _from_work(y: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
-        y = y.round().clamp(0, 255).to(torch.uint8)
+        y = (y.round_().clamp_(0, 255) if not y.requires_grad else y.round().clamp(0, 255)).to(torch.uint8)
     elif y.dtype != images.dtype:
         y = y.to(images.dtype)
     if images.dim() == 4 and not images.is_contiguous() and images.is_contiguous(
@@ -430,7 +441,7 @@ def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, 
              value: float) -> torch.Tensor:
     """Core separable dispatch on a (B, C, H, W) working tensor."""
     wdt = torch.float64 if torch.float64 in (x4.dtype, kx.dtype, ky.dtype) else torch.float32
-    x = x4 if x4.dtype == wdt else x4.to(wdt)
+    x = _to_work(x4, wdt)
     kx = kx.to(device=x.device, dtype=wdt)
     ky = ky.to(device=x.device, dtype=wdt)
     rx, ry = _support_1d(kx), _support_1d(ky)
@@ -457,7 +468,7 @@ def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, 
 
 def _run_2d(x4: torch.Tensor, k: torch.Tensor, border: str, method: str, value: float) -> torch.Tensor:
     wdt = torch.float64 if torch.float64 in (x4.dtype, k.dtype) else torch.float32
-    x = x4 if x4.dtype == wdt else x4.to(wdt)
+    x = _to_work(x4, wdt)
     k = k.to(device=x.device, dtype=wdt)
     if method == "separable":
         raise ValueError("method='separable' needs separable kernels (use sepfilter2d, or an axis-aligned "

@@ -396,8 +396,12 @@ def _masked_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = N
     """
     valid = ~(np.isnan(a) | np.isnan(b))
     m = valid.astype(np.float64)
+    count = np.maximum(m.sum(axis=0), 1.0)
+    # centre first (unweighted means of the valid rows) so the one-pass sums below do not cancel
     a0 = np.where(valid, a, 0.0)
     b0 = np.where(valid, b, 0.0)
+    a0 = np.where(valid, a0 - a0.sum(axis=0) / count, 0.0)
+    b0 = np.where(valid, b0 - b0.sum(axis=0) / count, 0.0)
     w = np.ones((1, a.shape[0])) if weights is None else weights
     u = a.shape[1]
     sums = w @ np.concatenate([m, a0, b0, a0 * a0, b0 * b0, a0 * b0], axis=1)  # one matrix product
@@ -407,8 +411,8 @@ def _masked_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = N
         va = saa - sa * sa / n
         vb = sbb - sb * sb / n
         r = cov / np.sqrt(va * vb)
-    tiny = 1e-12 * np.maximum(saa, sbb) + 1e-300
-    r = np.where((n >= 3) & (va > tiny) & (vb > tiny), r, np.nan)
+    ok = (n >= 3) & (va > 1e-12 * saa) & (vb > 1e-12 * sbb) & (va > 0) & (vb > 0)
+    r = np.where(ok, r, np.nan)
     r = np.clip(r, -1.0, 1.0)
     return r[0] if weights is None else r
 

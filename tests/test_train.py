@@ -269,3 +269,26 @@ def test_user_model_and_dataset(tmp_path):
                 batch_size=32, progress=False, regime="strong", eval_sigmas=[4.0], tensorboard=False)
     assert res.model is net and res.model_info["num_classes"] == 3 and res.model_info["mean"] == [0.485, 0.456, 0.406]
     assert 0 <= res.final["val_acc_sigma_4"] <= 1
+
+
+def test_cli_image_folder_with_corrupt_file(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / "tree" / split / c).mkdir(parents=True)
+            for i in range(4):
+                arr = np.full((14, 14, 3), 40 if c == "a" else 200, np.uint8) + rng.integers(0, 20, (14, 14, 3),
+                                                                                              dtype=np.uint8)
+                Image.fromarray(arr).save(tmp_path / "tree" / split / c / f"{i}.png")
+    (tmp_path / "tree" / "train" / "a" / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    args = ["train", "--data", str(tmp_path / "tree"), "--image-size", "12", "--channels", "3", "--epochs", "1",
+            "--batch-size", "4", "--model-option", "width=4", "--threads", "1", "--no-progress",
+            "--no-tensorboard", "--out", str(tmp_path / "run")]
+    assert cli_main(args) == 2
+    assert "bad.jpg" in capsys.readouterr().err
+    assert cli_main([*args, "--skip-bad"]) == 0
+    assert "skipped 1 unreadable training image file" in capsys.readouterr().err
+    _, info = load_model(tmp_path / "run")
+    assert info["classes"] == ["a", "b"] and info["in_channels"] == 3

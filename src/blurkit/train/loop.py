@@ -342,6 +342,12 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
                               limit=cfg.val_limit, skip_bad=cfg.skip_bad)
     if len(train_ds) == 0:
         raise BlurkitError("the training set is empty")
+    for name, ds in (("training", train_ds), ("evaluation", val_ds)):
+        base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
+        skipped = getattr(base, "skipped", None)
+        if skipped and info.is_main:
+            print(f"blurkit train: skipped {len(skipped)} unreadable {name} image file(s), e.g. {skipped[0]}",
+                  file=sys.stderr)
     if isinstance(train_ds, TensorImageDataset):
         src_ch, in_ch = train_ds.images.shape[1], train_ds.channels
         size = tuple(train_ds.images.shape[-2:])

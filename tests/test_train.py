@@ -221,6 +221,9 @@ def test_config_validation_and_toml_roundtrip(tmp_path):
     (tmp_path / "t.toml").write_text('epochs = 2\n[regime]\nname = "adversarial"\nsigma_max = 4\n')
     c2 = TrainConfig.from_toml(tmp_path / "t.toml")
     assert c2.regime == "adversarial" and c2.regime_options == {"sigma_max": 4}
+    pytest.importorskip("yaml")
+    (tmp_path / "t.yaml").write_text("epochs: 2\nregime:\n  name: adversarial\n  sigma_max: 4\n")
+    assert TrainConfig.from_toml(tmp_path / "t.yaml") == c2
 
 
 def test_cli_help_and_tiny_run(data_root, tmp_path, capsys):

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__, epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               argument_default=argparse.SUPPRESS)
-    p.add_argument("--config", metavar="TOML", help="read options from a TOML file (flags override it)")
+    p.add_argument("--config", metavar="FILE", help="options from a TOML (or YAML) file; flags override it")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     g = p.add_argument_group("data")
     g.add_argument("--data", help="'fashion-mnist' (default, Debian's dataset-fashion-mnist), a folder of IDX "

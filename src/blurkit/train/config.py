@@ -183,6 +183,8 @@ class TrainConfig:
         "automatic"), so ``dump_toml(cfg.to_dict())`` reads back equal to ``cfg``.
         """
         path = Path(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return cls.from_yaml(path)
         try:
             with path.open("rb") as f:
                 d = tomllib.load(f)
@@ -190,6 +192,24 @@ class TrainConfig:
             raise FileNotFoundError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: invalid TOML ({exc})") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
+        """Read a YAML file with the same layout as the TOML file (needs the optional PyYAML package)."""
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use a TOML file") from None
+        try:
+            with Path(path).open("r", encoding="utf-8") as f:
+                d = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: invalid YAML ({exc})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a mapping of option names to values")
         return cls.from_dict(d)
 
     def save(self, folder: str | os.PathLike) -> None:

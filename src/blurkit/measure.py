@@ -454,7 +454,11 @@ def _sigma_pass(g: torch.Tensor, sa: torch.Tensor, smooth: float, fraction: floa
     key = torch.where(nms, mbf, torch.full_like(mbf, float("nan")))
     thr = torch.nanquantile(key.double(), 1.0 - fraction, dim=1).to(key.dtype)
     sel = nms & (mbf >= thr[:, None])
-    ratio = torch.where(sel, mf / mbf.clamp_min(torch.finfo(m.dtype).tiny), torch.full_like(mf, float("nan")))
+    ratio = mf / mbf.clamp_min(torch.finfo(m.dtype).tiny)
+    # a ratio above the sharpest step edge's is no single edge (a thin line, fine texture): leave it out
+    rmax = torch.stack([_reblur_model(float(v), smooth)[1][0] for v in sa.tolist()]).to(ratio)
+    sel = sel & (ratio <= rmax[:, None] * 1.02)
+    ratio = torch.where(sel, ratio, torch.full_like(mf, float("nan")))
     r = torch.nanmedian(ratio, dim=1).values
     valid = torch.isfinite(r)
     r = torch.where(valid, r, torch.ones_like(r))
@@ -477,11 +481,12 @@ def estimate_sigma(images: torch.Tensor, *, iterations: int = 2, fraction: float
        pre-smoothing (0.5 px, against noise and 8-bit quantisation).
     2. Edge points: 3x3 local maxima of the gradient; of these, the ``fraction`` (1%) with the
        strongest gradient *after* re-blurring (isolated, wide edges; fine texture and thin lines,
-       which a re-blur cancels, are left out). ``r`` is the median ratio over them.
+       which a re-blur cancels, are left out), and of these the ones whose ratio a single step edge
+       can produce (at most the sharpest step's ratio, +2%). ``r`` is the median ratio over them.
     3. ``r`` is inverted through the exact discrete model: an anti-aliased step edge passed
        through the same sampled operators, tabulated for sigma 0.02-40 px (no parameter fitted to
        photographs). Below about 0.3 px the model saturates (a sampled step is as sharp as it
-       gets): such images read as about 0.1 px.
+       gets): such images read as 0.1-0.3 px (0 if no edge point is left).
     4. ``iterations`` refinements re-blur with ``sa = clamp(estimate, 1, 4)`` (rounded to 0.25 px),
        where the ratio is most sensitive (a fixed small ``sa`` gives ratios near 1 for large
        sigma, swamped by quantisation).

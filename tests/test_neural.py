@@ -162,7 +162,7 @@ def test_predictivity_pipeline_matches_manual_cv():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(60, 12))
     y = x @ rng.normal(size=(12, 4)) + 2 * rng.normal(size=(60, 4))
-    res = nu.predictivity(x, y, alphas=[5.0], folds=4, bootstrap=0, standardize=False)
+    res = nu.predictivity(x, y, alphas=[5.0], folds=4, bootstrap=0, alpha_units="absolute")
     r_folds = []
     for f in range(4):
         te, tr = res.fold_of == f, res.fold_of != f
@@ -182,7 +182,7 @@ def test_nested_cv_picks_small_alpha_for_clean_data_and_large_for_noise():
     assert res.mean > 0.999 and np.median(res.alpha) <= 1e-1
     noise = rng.normal(size=(80, 3))
     res = nu.predictivity(x, noise, bootstrap=0, alphas=np.logspace(-3, 5, 9))
-    assert np.median(res.alpha) >= 1e3
+    assert np.median(res.alpha) >= 10   # relative to the mean eigenvalue: shrinks fits >= 10x
     shared = nu.predictivity(x, np.hstack([clean, noise]), bootstrap=0, alpha_per_unit=False)
     assert np.all(shared.alpha == shared.alpha[:, :1])   # one alpha per fold for all units
 
@@ -322,9 +322,9 @@ def test_synthetic_brain_source_layer_ranks_first_and_ceiling_recovered(brain):
     assert res.best("normalized") == {"cnn": "4"}
     row = {r.layer: r for r in res.rows}["4"]
     assert row.ceiling_ci_low <= 0.8 <= row.ceiling_ci_high
-    assert row.normalized > 0.8
-    others = [r.predictivity_ci_high for r in res.rows if r.layer != "4"]
-    assert row.predictivity_ci_low > max(others)
+    assert row.normalized > 0.9
+    others = [r.predictivity for r in res.rows if r.layer != "4"]
+    assert row.predictivity > max(others) + 0.01
 
 
 def test_synthetic_brain_rsa_ranks_source_layer_first(brain):

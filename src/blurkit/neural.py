@@ -72,9 +72,10 @@ __all__ = [
     "DEFAULT_ALPHAS",
 ]
 
-DEFAULT_ALPHAS: np.ndarray = np.logspace(-3, 7, 21)
-"""Ridge penalties tried by default (features are z-scored per training fold, so this grid spans
-"almost no penalty" to "predict the mean" for the layer sizes met in practice)."""
+DEFAULT_ALPHAS: np.ndarray = np.logspace(-5, 5, 21)
+"""Ridge penalties tried by :func:`predictivity` by default, relative to the mean eigenvalue of the
+training Gram matrix (``alpha_units="relative"``), so the grid does not depend on the scale of the
+activations: from almost no penalty to predicting (almost) the mean."""
 
 _CACHE_FORMAT = 1
 
@@ -479,6 +480,8 @@ class _RidgeSolver:
             self.b = vecs.T @ yc
         self.evals = np.clip(evals, 0.0, None)
         self.n = n
+        # mean eigenvalue of the centred Gram matrix: the unit of "relative" penalties
+        self.scale = max(float(self.evals.sum()) / max(1, min(n - 1, d)), 1e-300)
 
     def loo_squared_errors(self, alphas: np.ndarray, max_elements: int = 2**24) -> np.ndarray:
         """(A, U) summed squared leave-one-out errors on the training rows, for every alpha.
@@ -699,7 +702,8 @@ class Predictivity:
         r_folds: ``(folds, U)`` the per-fold values.
         mean, median: over scored units.
         ci: bootstrap confidence interval (over stimuli) of ``mean``.
-        alpha: ``(folds, U)`` penalty chosen by the inner cross-validation per outer fold and unit.
+        alpha: ``(folds, U)`` penalty chosen by the inner cross-validation per outer fold and unit
+            (a value of the ``alphas`` grid, in its ``alpha_units``).
         alpha_at_edge: fraction of those choices at the smallest or largest alpha of the grid (if
             large, widen the grid).
         ceiling: :class:`NoiseCeiling` when responses have repetitions, else None.
@@ -754,7 +758,8 @@ class Predictivity:
 
 
 def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.ndarray, inner_folds: int | None,
-                alpha_per_unit: bool, standardize: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                alpha_per_unit: bool, standardize: bool, seed: int, relative: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Held-out predictions (n, U) for complete data (no NaN) and chosen alphas (folds, U)."""
     folds = np.unique(fold_of)
     pred = np.empty_like(y)
@@ -763,7 +768,8 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.nd
         test, train = fold_of == f, fold_of != f
         xtr, ytr = x[train], y[train]
         if inner_folds is None:     # exact leave-one-out, closed form
-            sse = _RidgeSolver(xtr, ytr, None, standardize).loo_squared_errors(alphas)
+            solver = _RidgeSolver(xtr, ytr, None, standardize)
+            sse = solver.loo_squared_errors(alphas * (solver.scale if relative else 1.0))
         else:
             inner_k = min(inner_folds, int(train.sum()))
             inner = _fold_ids(int(train.sum()), inner_k, np.random.default_rng([seed, int(f), 101]))
@@ -771,7 +777,7 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.nd
             for g in range(inner_k):
                 te, tr = inner == g, inner != g
                 solver = _RidgeSolver(xtr[tr], ytr[tr], xtr[te], standardize)
-                sse += solver.squared_errors(alphas, ytr[te])
+                sse += solver.squared_errors(alphas * (solver.scale if relative else 1.0), ytr[te])
         if alpha_per_unit:
             best = np.argmin(sse, axis=0)
         else:
@@ -779,7 +785,8 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, alphas: np.nd
             var[var <= 0] = 1.0
             best = np.full(y.shape[1], int(np.argmin((sse / var).sum(axis=1))))
         chosen[f] = alphas[best]
-        pred[test] = _RidgeSolver(xtr, ytr, x[test], standardize).predict(alphas[best])
+        solver = _RidgeSolver(xtr, ytr, x[test], standardize)
+        pred[test] = solver.predict(alphas[best] * (solver.scale if relative else 1.0))
     return pred, chosen
 
 
@@ -800,8 +807,9 @@ def predictivity(
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     folds: int = 5,
     inner_folds: int | None = None,
+    alpha_units: str = "relative",
     alpha_per_unit: bool = True,
-    standardize: bool = True,
+    standardize: bool = False,
     seed: int = 0,
     repetitions_axis: int | None = None,
     ceiling_splits: int = 20,
@@ -836,12 +844,18 @@ def predictivity(
         features: ``(N, D)`` features of the ``N`` stimuli (e.g. one layer from :func:`activations`).
         responses: ``(N, U)`` or ``(N, U, R)`` responses of ``U`` units (``R`` repetitions).
         alphas: ridge penalties to choose from (> 0).
+        alpha_units: ``"relative"`` (default): each alpha is multiplied by the mean eigenvalue of
+            the (centred) training Gram matrix, which makes the grid independent of the scale of
+            the activations; ``"absolute"``: used as given (as :func:`ridge_path`).
         folds: outer cross-validation folds (2 <= folds <= N).
         inner_folds: ``None`` (leave-one-out, closed form: one eigendecomposition per outer fold)
             or the number of inner folds (>= 2) for choosing alpha. The leave-one-out shortcut keeps
             the feature scaling of the whole training fold (exact when ``standardize=False``).
         alpha_per_unit: choose alpha per unit (default) or one alpha for all units.
-        standardize: z-score features with training-fold statistics.
+        standardize: also z-score features with training-fold statistics (default: only centre).
+            Off by default: it blows up features that are almost constant on the training stimuli
+            (nearly dead ReLUs), whose held-out values then get huge weights; ridge on raw
+            activations is the usual choice in the field.
         seed: seed of the folds, split-halves and bootstrap.
         repetitions_axis: axis of repetitions in 3-D responses (default 2).
         ceiling_splits: random split-halves averaged for the ceiling.
@@ -861,6 +875,8 @@ def predictivity(
     n = x.shape[0]
     y, reps = _check_responses(responses, n, repetitions_axis)
     alphas = _check_alphas(alphas)
+    if alpha_units not in ("relative", "absolute"):
+        raise ValueError(f"alpha_units must be 'relative' or 'absolute'; got {alpha_units!r}")
     if not isinstance(folds, int) or not 2 <= folds <= n:
         raise ValueError(f"folds must be an int with 2 <= folds <= number of stimuli ({n}); got {folds!r}")
     if inner_folds is not None and (not isinstance(inner_folds, int) or inner_folds < 2):
@@ -885,7 +901,7 @@ def predictivity(
         if rows.size < min_valid or np.unique(sub_folds).size < 2:
             continue
         p, a = _cv_predict(x[rows], y[np.ix_(rows, cols)], sub_folds, alphas, inner_folds,
-                           alpha_per_unit, standardize, seed)
+                           alpha_per_unit, standardize, seed, alpha_units == "relative")
         pred[np.ix_(rows, cols)] = p
         chosen[np.ix_(np.unique(sub_folds), cols)] = a[np.unique(sub_folds)]
     r_folds = _fold_pearson(pred, y, fold_of, folds)
@@ -1241,7 +1257,7 @@ class SyntheticBrain:
     Attributes:
         responses: ``(N, U, R)`` simulated responses (signal + independent Gaussian noise per repetition).
         signal: ``(N, U)`` noise-free responses (each unit z-scored across stimuli).
-        weights: ``(D, U)`` read-out weights (applied to the z-scored, or centred, features).
+        weights: ``(D, U)`` read-out weights (applied to the centred, or z-scored, features).
         ceiling: the true ceiling ``sqrt(1 / (1 + sigma^2 / R))`` (expected r between the signal and
             the repetition-averaged response), the same for every unit.
         noise_sd: per-repetition noise standard deviation ``sigma`` (signal variance is 1).
@@ -1261,18 +1277,19 @@ def synthetic_responses(
     repetitions: int = 4,
     ceiling: float = 0.8,
     sparsity: float = 1.0,
-    standardize: bool = True,
+    standardize: bool = False,
     seed: int = 0,
 ) -> SyntheticBrain:
     """A synthetic "brain": units that are noisy linear read-outs of ``features``.
 
-    Each unit's signal is ``z(X) w`` with ``z`` the per-feature z-score (or only centring, with
-    ``standardize=False``: then the units' geometry follows the features' Euclidean geometry, which a
-    Gaussian read-out preserves approximately) and ``w`` Gaussian (a fraction
+    Each unit's signal is ``c(X) w`` with ``c`` the per-feature centring (or z-scoring, with
+    ``standardize=True``) and ``w`` Gaussian (a fraction
     ``sparsity`` of the weights non-zero), rescaled to unit variance across stimuli; each repetition
     adds independent Gaussian noise of standard deviation ``sigma = sqrt(R (1/ceiling^2 - 1))``, so
     that the Pearson r between the signal and the mean of ``R`` repetitions is ``ceiling`` in
     expectation. Use it to check that the tools rank the source layer first and recover ``ceiling``.
+    With centred features the units' Euclidean geometry follows the layer's (a Gaussian read-out
+    preserves distances approximately), so RSA with Euclidean RDMs can find the layer as well.
 
     Args:
         features: ``(N, D)`` features (e.g. one layer of a known network).
@@ -1280,7 +1297,7 @@ def synthetic_responses(
         repetitions: repetitions per stimulus (>= 1; >= 2 to have a noise ceiling).
         ceiling: target noise ceiling in (0, 1].
         sparsity: fraction of non-zero read-out weights per unit in (0, 1].
-        standardize: z-score the features before the read-out (else only centre them).
+        standardize: z-score the features before the read-out (default: only centre them).
         seed: seed of weights and noise.
 
     Example:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,13 @@ def _png(fig) -> bytes:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return buf.getvalue()
+
+
+def _num(v: Any) -> float:
+    """A JSON number back to float: ``"inf"``/``"-inf"`` strings and ``None`` (nan) included."""
+    if v is None:
+        return float("nan")
+    return float(v)
 
 
 def _color(name: str, i: int) -> str:
@@ -90,8 +98,9 @@ def survival_figure(regimes: Mapping[str, Any], *, xlabel: str = "Gaussian sigma
         s = reg.get("critical", {}).get("survival")
         if not s:
             continue
-        ax.step(s["sigma"], s["fraction"], where="post", color=_color(name, i),
-                label=f"{name} (median {reg['critical'].get('median', float('nan')):.2f})")
+        med = _num(reg["critical"].get("median"))
+        med_text = f"median {med:.1f}" if math.isfinite(med) else "median beyond the range"
+        ax.step(s["sigma"], s["fraction"], where="post", color=_color(name, i), label=f"{name} ({med_text})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("share still correct")
     ax.set_ylim(0, 1.02)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -82,12 +84,31 @@ def data_uri(png: bytes | str | os.PathLike) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` with tensors as lists, NaN as ``None`` and infinities as ``"inf"``/``"-inf"`` (strict JSON)."""
+    if hasattr(value, "detach") and hasattr(value, "tolist"):
+        return jsonable(value.detach().cpu().tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else (None if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
+    if v in ("inf", "-inf"):
+        v = float(v)
     if isinstance(v, float):
         if v != v:  # NaN
             return "–"
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
         return f"{v:.{digits}g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
     return html.escape(str(v))
 
@@ -233,5 +254,5 @@ def render_report(results: Mapping[str, Any], figures: Mapping[str, bytes | str 
            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
            f"<title>{html.escape(name)}</title><style>{CSS}</style></head><body><main>"
            + "\n".join(p for p in parts if p) + f"</main><script>{CHECK_JS}</script></body></html>")
-    write_atomic(out_dir / "results.json", json.dumps(results, indent=2, default=float))
+    write_atomic(out_dir / "results.json", json.dumps(jsonable(results), indent=1, allow_nan=False, default=str))
     return write_atomic(out_dir / "report.html", doc)

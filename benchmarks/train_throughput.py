@@ -13,13 +13,17 @@ Rows:
   cv2 per image, 1 worker same with one DataLoader worker process
   blurkit per image       bk.gaussian_blur on each image in __getitem__
 
-Usage: flock /tmp/bench.lock python benchmarks/train_throughput.py [--sizes 28,112] [--steps 12]
+Two tables: the data + blur pipeline alone (where the blur's cost shows), and whole training steps.
+Each number is the median of interleaved rounds, so load from other processes hits all rows alike.
+
+Usage: flock /tmp/bench.lock python benchmarks/train_throughput.py [--sizes 28,112] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,12 +67,15 @@ class Images(Dataset):
         return bk.gaussian_blur(img, s, truncate=2.0), self.y[i]
 
 
-def run(size: int, mode: str, steps: int, batch: int, width: int) -> float:
+def run(size: int, mode: str, steps: int, batch: int, width: int, model_on: bool = True) -> float:
+    """Images per second over ``steps`` batches (after 2 warm-up batches); without the model if not ``model_on``."""
     torch.manual_seed(0)
-    n = batch * (steps + 3)
-    base = bk.data.fashion_mnist("train", image_size=size, limit=n)
+    n = batch * (steps + 2)
+    base = _DATA.get(size)
+    if base is None:
+        base = _DATA[size] = bk.data.fashion_mnist("train", image_size=size, limit=n)
     blur_in_loader = {"cv2": "cv2", "cv2-w1": "cv2", "bk-item": "bk"}.get(mode)
-    ds = Images(base.images, base.labels, blur_in_loader, size)
+    ds = Images(base.images[:n], base.labels[:n], blur_in_loader, size)
     loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=1 if mode == "cv2-w1" else 0,
                         generator=torch.Generator().manual_seed(0))
     model = bk.models.build_model("small-cnn", 10, 1, width=width)
@@ -76,39 +83,61 @@ def run(size: int, mode: str, steps: int, batch: int, width: int) -> float:
     regime = build_regime("strong", {}, image_size=size)
     done, t0 = 0, None
     for k, (xb, yb) in enumerate(loader):
-        if k == 3:
+        if k == 2:
             t0 = time.perf_counter()
         x = xb.float().div_(255)
         if mode == "batch":
             x = regime.blur(x, StepRandom(0, 0, k, 0, x.shape[0]))
         x = (x - 0.449) / 0.226
-        opt.zero_grad()
-        F.cross_entropy(model(x), yb).backward()
-        opt.step()
-        if k >= 3:
+        if model_on:
+            opt.zero_grad()
+            F.cross_entropy(model(x), yb).backward()
+            opt.step()
+        if k >= 2:
             done += x.shape[0]
     return done / (time.perf_counter() - t0)
 
 
+_DATA: dict[int, bk.data.TensorImageDataset] = {}
+
+MODES = [("no blur", "none"), ("blurkit batch (training loop)", "batch"), ("cv2 per image (loader)", "cv2"),
+         ("cv2 per image (loader, 1 worker)", "cv2-w1"), ("blurkit per image (loader)", "bk-item")]
+
+
+def measure(sizes: list[int], steps: int, batch: int, width: int, rounds: int, model_on: bool) -> list[list]:
+    """Median img/s per (size, mode) over ``rounds`` interleaved rounds (noise hits every mode alike)."""
+    rows = []
+    for size in sizes:
+        rates: dict[str, list[float]] = {m: [] for _, m in MODES}
+        for _ in range(rounds):
+            for _, m in MODES:
+                rates[m].append(run(size, m, steps, batch, width, model_on))
+        med = {m: statistics.median(v) for m, v in rates.items()}
+        for label, m in MODES:
+            rows.append([f"{size}x{size}", label, med[m], med[m] / med["batch"]])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="28,112")
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--sizes", default="28,112", help="image sides for the training table")
+    ap.add_argument("--pipeline-sizes", default="28,112,224", help="image sides for the data+blur-only table")
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    modes = [("no blur", "none"), ("blurkit batch (loop)", "batch"), ("cv2 per image (loader)", "cv2"),
-             ("cv2 per image, 1 worker", "cv2-w1"), ("blurkit per image (loader)", "bk-item")]
-    rows = []
-    for size in [int(s) for s in a.sizes.split(",")]:
-        rates = {m: run(size, m, a.steps, a.batch, a.width) for _, m in modes}
-        for label, m in modes:
-            rows.append([f"{size}x{size}", label, rates[m], rates[m] / rates["batch"]])
-    print(f"training img/s, small-cnn width {a.width}, batch {a.batch}, regime strong, {a.steps} timed steps, "
-          f"{a.threads} torch thread(s); {machine()}")
-    print(table(["images", "where the blur happens", "train img/s", "vs blurkit batch"], rows))
+    head = ["images", "where the blur happens", "img/s", "vs blurkit batch"]
+    pipe = measure([int(s) for s in a.pipeline_sizes.split(",")], 3 * a.steps, a.batch, a.width, a.rounds, False)
+    print(f"data + blur only (no model): DataLoader -> float -> strong-regime blur -> normalise; batch {a.batch}, "
+          f"median of {a.rounds} interleaved rounds; {machine()}")
+    print(table(head, pipe))
+    train_rows = measure([int(s) for s in a.sizes.split(",")], a.steps, a.batch, a.width, a.rounds, True)
+    print(f"\ntraining (small-cnn width {a.width}, SGD step), same pipeline; {a.steps} timed steps, median of "
+          f"{a.rounds} rounds")
+    print(table(head, train_rows))
 
 
 if __name__ == "__main__":

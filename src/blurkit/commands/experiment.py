@@ -67,8 +67,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="architecture: small-cnn (default), resnet18-cifar, resnet18, alexnet, ...")
     p.add_argument("--model-option", action="append", type=_keyval, metavar="KEY=VALUE",
                    help="model option (default width=16 for small-cnn), repeatable")
-    p.add_argument("--epochs", type=int, help="training epochs per regime (default 3; quick 1)")
-    p.add_argument("--train-limit", type=int, help="training images (random subset; default 12000; quick 1024)")
+    p.add_argument("--epochs", type=int, help="training epochs per regime (default 2; quick 1)")
+    p.add_argument("--train-limit", type=int, help="training images (random subset; default 10000; quick 1024)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 64)")
     p.add_argument("--lr", type=float, help="SGD learning rate (default 0.05, cosine schedule)")
     add_common(p)

@@ -161,20 +161,44 @@ def _show(ax, img: torch.Tensor, title: str) -> None:
     ax.axis("off")
 
 
+def _cell(img: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` image in [0, 1] -> ``(H, W, 3)`` float array for a mosaic."""
+    a = img.detach().float().cpu().clamp(0, 1)
+    a = a[:1].expand(3, -1, -1) if a.shape[0] != 3 else a[:3]
+    return a.permute(1, 2, 0).numpy()
+
+
 def examples_figure(rows: Sequence[tuple[str, Sequence[tuple[str, torch.Tensor]]]]) -> bytes:
-    """A grid of images: each row ``(row_label, [(caption, image (C, H, W) in [0, 1]), ...])``."""
+    """A grid of images: each row ``(row_label, [(caption, image (C, H, W) in [0, 1]), ...])``.
+
+    Drawn as one mosaic (one ``imshow``, nearest-neighbour pixels) with the captions above each
+    cell and the row labels on the left; images of a row may differ in size (each is centred).
+    """
     plt = _plt()
-    ncol = max(len(r[1]) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.25 * ncol, 1.45 * len(rows)), squeeze=False)
+    ncol = max(1, max(len(r[1]) for r in rows))
+    cells = [[_cell(im) for _, im in items] for _, items in rows]
+    ch = max((c.shape[0] for r in cells for c in r), default=1)
+    cw = max((c.shape[1] for r in cells for c in r), default=1)
+    gap_x, gap_y = max(2, cw // 8), max(2, ch // 3)
+    H = len(rows) * (ch + gap_y) + gap_y
+    W = ncol * (cw + gap_x)
+    mosaic = np.ones((H, W, 3), dtype=np.float32)
+    for i, r in enumerate(cells):
+        for j, c in enumerate(r):
+            y0 = gap_y + i * (ch + gap_y) + (ch - c.shape[0]) // 2
+            x0 = j * (cw + gap_x) + (cw - c.shape[1]) // 2
+            mosaic[y0:y0 + c.shape[0], x0:x0 + c.shape[1]] = c
+    fig_w = 1.3 * ncol + 1.2
+    fig_h = fig_w * H / (W + W * 1.2 / (1.3 * ncol))
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((1.2 / fig_w, 0.0, 1.0 - 1.2 / fig_w, 1.0))
+    ax.imshow(mosaic, interpolation="nearest", aspect="equal")
+    ax.axis("off")
     for i, (label, items) in enumerate(rows):
-        for j in range(ncol):
-            ax = axes[i][j]
-            if j < len(items):
-                _show(ax, items[j][1], items[j][0])
-            else:
-                ax.axis("off")
-        axes[i][0].text(-0.15, 0.5, label, transform=axes[i][0].transAxes, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
+        yc = gap_y + i * (ch + gap_y)
+        ax.text(-gap_x, yc + ch / 2, label, ha="right", va="center", fontsize=8)
+        for j, (cap, _) in enumerate(items):
+            ax.text(j * (cw + gap_x) + cw / 2, yc - 0.5, cap, ha="center", va="bottom", fontsize=6.5)
     return _png(fig)
 
 

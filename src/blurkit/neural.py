@@ -177,12 +177,20 @@ def _hash_tensor(t: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def _public_mode(tmp: str) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would (0666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+        _public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -1456,7 +1464,10 @@ class NeuralResults:
         else:
             ax.set_xlabel("layer depth (index in the layer list)")
         ax.set_ylabel(_METRICS[metric])
-        ax.axhline(0.0, color="black", linewidth=0.5)
+        values = [getattr(r, f"{metric}_ci_low") for r in self.rows] + [getattr(r, metric) for r in self.rows]
+        finite = [v for v in values if math.isfinite(v)]
+        if finite and min(finite) < 0.15:   # show chance level when scores come near it
+            ax.axhline(0.0, color="black", linewidth=0.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         if title:
@@ -1469,6 +1480,7 @@ class NeuralResults:
             os.close(fd)
             try:
                 fig.savefig(tmp)
+                _public_mode(tmp)
                 os.replace(tmp, path)
             except BaseException:
                 if os.path.exists(tmp):
@@ -1483,6 +1495,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        _public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

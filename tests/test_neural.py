@@ -432,3 +432,36 @@ def test_cli_reads_csv_with_header_and_nan(tmp_path):
     (tmp_path / "r.csv").write_text("u1,u2\n1.5,2\n,3\n4,nan\n")
     arr = load_responses(tmp_path / "r.csv")
     assert arr.shape == (3, 2) and np.isnan(arr[1, 0]) and np.isnan(arr[2, 1]) and arr[0, 0] == 1.5
+
+
+def test_cli_with_blurkit_checkpoint(tmp_path, capsys):
+    from PIL import Image
+
+    from blurkit.models import build_model
+    from blurkit.train.checkpoint import save_checkpoint
+
+    folder = tmp_path / "stim"
+    folder.mkdir()
+    imgs = (stimuli(30)[:, 0].numpy() * 255).astype(np.uint8)
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(folder / f"{i:02d}.png")
+    torch.manual_seed(0)
+    net = build_model("small-cnn", 10, 1, width=4)
+    info = {"name": "small-cnn", "num_classes": 10, "in_channels": 1, "image_size": 16, "blurpool": False,
+            "options": {"width": 4}, "mean": [0.5], "std": [0.25]}
+    save_checkpoint({"model": net.state_dict(), "model_info": info}, tmp_path / "run" / "last.pt")
+    # the CLI must resize to 16 px and normalise with the checkpoint's mean/std, as training did
+    x = torch.from_numpy(imgs.astype(np.float32) / 255)[:, None]
+    x = (nn.functional.interpolate(x, size=(16, 16), mode="bilinear", antialias=True) - 0.5) / 0.25
+    feats = nu.activations(net.eval(), x, ["features.2"], pool="avg")["features.2"]
+    rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(feats.shape[1], feats.shape[1])))[0]
+    resp = feats.double().numpy() @ rotation     # same Euclidean geometry as the layer
+    np.save(tmp_path / "resp.npy", resp)
+    code, out, err = _cli(capsys, "--checkpoint", str(tmp_path / "run"), "--list-layers")
+    assert code == 0 and "features.2" in out
+    code, out, err = _cli(capsys, "--stimuli", str(folder), "--responses", str(tmp_path / "resp.npy"),
+                          "--checkpoint", str(tmp_path / "run"), "--layers", "features.2", "--pool", "avg",
+                          "--metrics", "rsa", "--rdm", "euclidean", "--bootstrap", "0", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    row = json.loads((tmp_path / "o" / "neural_scores.json").read_text())["rows"][0]
+    assert row["model"] == "run" and row["rsa"] > 0.999  # only if resize and mean/std match training

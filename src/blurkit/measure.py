@@ -90,13 +90,28 @@ def to_grey(images: torch.Tensor, weights: tuple[float, float, float] = _REC601)
     return restore_batch(_grey(x4, weights, "images"), squeezed)
 
 
+_CHUNK_ELEMS = 1 << 20  # CPU work is done in batch chunks of about this many values (4 MB float32)
+
+
+def _chunks(x: torch.Tensor) -> list[slice]:
+    """Batch slices for CPU work: intermediates of a few MB stay in cache and are recycled by the
+    allocator instead of faulting in fresh batch-sized buffers (which can cost more than the
+    arithmetic on CPU). On other devices the whole batch is one chunk."""
+    n = x.shape[0]
+    if x.device.type != "cpu":
+        return [slice(0, n)]
+    step = max(1, _CHUNK_ELEMS // max(1, x[0].numel()))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def _grey(x: torch.Tensor, weights: tuple[float, float, float], name: str) -> torch.Tensor:
     C = x.shape[1]
     if C == 1:
         return x
     if C == 3:
-        w = torch.tensor(weights, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * w).sum(dim=1, keepdim=True)
+        g = x[:, 0:1] * weights[0]
+        g.add_(x[:, 1:2], alpha=weights[1]).add_(x[:, 2:3], alpha=weights[2])
+        return g
     raise ValueError(f"{name} must have 1 (grey) or 3 (RGB) channels for this metric; got C={C} "
                      f"(shape {tuple(x.shape)}); drop an alpha channel or pass channels one by one")
 
@@ -164,10 +179,13 @@ def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
         torch.Size([4])
     """
     x4, squeezed = _prep(images)
-    g = _grey(x4, _REC601, "images")
-    k = torch.tensor(_LAPLACIAN, dtype=g.dtype, device=g.device)
-    lap = _f.filter2d(g, k, border="reflect")
-    return _out(lap.flatten(1).var(dim=1, unbiased=False), squeezed)
+    k = torch.tensor(_LAPLACIAN, dtype=x4.dtype, device=x4.device)
+
+    def part(x: torch.Tensor) -> torch.Tensor:
+        lap = _f.filter2d(_grey(x, _REC601, "images"), k, border="reflect")
+        return lap.flatten(1).var(dim=1, unbiased=False)
+
+    return _out(torch.cat([part(x4[c]) for c in _chunks(x4)]), squeezed)
 
 
 def _uniform1d(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -214,33 +232,51 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     if isinstance(h_size, bool) or not isinstance(h_size, int) or h_size < 1:
         raise ValueError(f"h_size must be a positive integer (the re-blur window in pixels); got {h_size!r}")
     _check_min_size(x4, 4, "images", "blur_effect (a 2-pixel margin is left out)")
-    if images.dtype == torch.uint8:
-        x4 = x4 / 255.0
-    g = _grey(x4, _SKIMAGE, "images")
-    dt, dev = g.dtype, g.device
-    # skimage.filters.sobel(axis=a): ndi.convolve with [1, 0, -1] along a and [1, 2, 1]/4 across.
-    edge = torch.tensor([-1.0, 0.0, 1.0], dtype=dt, device=dev)  # correlation form, sign irrelevant
-    smooth = torch.tensor([0.25, 0.5, 0.25], dtype=dt, device=dev)
-    box = _uniform1d(h_size, dt, dev)
-    one = torch.ones(1, dtype=dt, device=dev)
-    H, W = g.shape[-2:]
-    values = []
-    for axis in (0, 1):  # 0: along rows (y), 1: along columns (x)
-        if axis == 0:
-            filt = _f.sepfilter2d(g, one, box, border="symmetric")
-            kx, ky = smooth, edge
-        else:
-            filt = _f.sepfilter2d(g, box, one, border="symmetric")
-            kx, ky = edge, smooth
-        both = _f.sepfilter2d(torch.cat([g, filt]), kx, ky, border="symmetric").abs().clamp_min(_EPSILON)
-        sharp, blur = both[: g.shape[0]], both[g.shape[0]:]
-        t = (sharp - blur).clamp_min(0.0)
-        m1 = sharp[..., 2:H - 1, 2:W - 1].sum(dim=(1, 2, 3), dtype=torch.float64)
-        m2 = t[..., 2:H - 1, 2:W - 1].sum(dim=(1, 2, 3), dtype=torch.float64)
-        values.append(((m1 - m2).abs() / m1).to(dt))
-    axes = torch.stack(values, dim=1)
+    _grey(x4[:1, :, :1, :1], _SKIMAGE, "images")  # channel check before any work
+    scale = 1 / 255.0 if images.dtype == torch.uint8 else 1.0
+    chunks = _chunks(x4)
+    n = chunks[0].stop - chunks[0].start
+    H, W = x4.shape[-2:]
+    buf = torch.empty(4 * n, 1, H, W, dtype=x4.dtype, device=x4.device)  # reused by every chunk
+    axes = torch.cat([_blur_effect_axes(x4[c], h_size, scale, buf) for c in chunks])
     out = axes if return_axes else axes.amax(dim=1)
     return _out(out, squeezed)
+
+
+def _blur_effect_axes(x: torch.Tensor, h_size: int, scale: float, buf: torch.Tensor) -> torch.Tensor:
+    """Per-axis blur effect ``(B, 2)`` of a chunk (see :func:`blur_effect`); ``buf`` is scratch space."""
+    B, _, H, W = x.shape
+    stack = buf[: 4 * B]
+    g = stack[:B]
+    if x.shape[1] == 3:
+        torch.mul(x[:, 0:1], _SKIMAGE[0], out=g)
+        g.add_(x[:, 1:2], alpha=_SKIMAGE[1]).add_(x[:, 2:3], alpha=_SKIMAGE[2])
+    else:
+        g.copy_(x)
+    if scale != 1.0:
+        g.mul_(scale)
+    dt, dev = g.dtype, g.device
+    box = _uniform1d(h_size, dt, dev)
+    one = torch.ones(1, dtype=dt, device=dev)
+    # stack = [g, g re-blurred along y, g, g re-blurred along x]
+    stack[B:2 * B].copy_(_f.sepfilter2d(g, one, box, border="symmetric"))
+    stack[3 * B:].copy_(_f.sepfilter2d(g, box, one, border="symmetric"))
+    stack[2 * B:3 * B].copy_(g)
+    # skimage.filters.sobel(axis=a): ndi.convolve with [1, 0, -1] along a and [1, 2, 1]/4 across
+    edge = torch.tensor([-1.0, 0.0, 1.0], dtype=dt, device=dev)  # correlation form, sign irrelevant
+    smooth = torch.tensor([0.25, 0.5, 0.25], dtype=dt, device=dev)
+    kx = torch.stack([smooth, edge]).repeat_interleave(2 * B, dim=0)
+    ky = torch.stack([edge, smooth]).repeat_interleave(2 * B, dim=0)
+    sob = _f.sepfilter2d(stack, kx, ky, border="symmetric")
+    sob = sob.abs_().view(2, 2, B, H, W)[..., 2:H - 1, 2:W - 1]  # axis, sharp/blur
+    sharp, blur = sob[:, 0], sob[:, 1]
+    # Crete: |M1 - M2| / M1 with M2 = sum max(0, sharp - blur), i.e. M1 - M2 = sum min(sharp, blur).
+    # scikit-image clamps both maps to >= eps (2.2e-16) first: a relative 1e-16 except where the
+    # Sobel response is 0 everywhere, where its value is exactly 1 (as below).
+    m1 = sharp.sum(dim=(-2, -1)).double()
+    kept = torch.minimum(sharp, blur, out=blur).sum(dim=(-2, -1)).double()
+    ratio = torch.where(m1 > 0, kept / m1.clamp_min(_EPSILON), torch.ones_like(m1))
+    return ratio.to(dt).T.contiguous()
 
 
 def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.1, *, window: bool = True) -> torch.Tensor:
@@ -363,12 +399,14 @@ def edge_width(images: torch.Tensor, *, threshold: float = 0.1, empty: float = 0
         raise ValueError(f"threshold must be a number in [0, 1) (a fraction of the strongest gradient); "
                          f"got {threshold!r}")
     _check_min_size(x4, 3, "images", "edge_width")
-    g = _grey(x4, _REC601, "images")[:, 0]
-    s1, c1 = _widths_along_rows(g, float(threshold))
-    s2, c2 = _widths_along_rows(g.transpose(-1, -2), float(threshold))
-    cnt = c1 + c2
-    w = torch.where(cnt > 0, (s1 + s2) / cnt.clamp_min(1), torch.full_like(cnt, float(empty)))
-    return _out(w, squeezed)
+    def part(x: torch.Tensor) -> torch.Tensor:
+        g = _grey(x, _REC601, "images")[:, 0]
+        s1, c1 = _widths_along_rows(g, float(threshold))
+        s2, c2 = _widths_along_rows(g.transpose(-1, -2), float(threshold))
+        cnt = c1 + c2
+        return torch.where(cnt > 0, (s1 + s2) / cnt.clamp_min(1), torch.full_like(cnt, float(empty)))
+
+    return _out(torch.cat([part(x4[c]) for c in _chunks(x4)]), squeezed)
 
 
 # ----------------------------------------------------------------------------- sigma estimation
@@ -641,7 +679,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None) -> t
     """
     R = _data_range(data_range, x, y)  # type: ignore[arg-type]
     a, b, squeezed = _pair(x, y)
-    mse = (a - b).square().flatten(1).mean(dim=1)
+    mse = torch.cat([(a[c] - b[c]).square_().flatten(1).mean(dim=1) for c in _chunks(a)])
     val = 10 * torch.log10(R * R / mse)  # mse 0 -> inf
     return _out(val, squeezed)
 
@@ -657,18 +695,25 @@ def _ssim_parts(a: torch.Tensor, b: torch.Tensor, R: float, k1: float, k2: float
                 win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean SSIM and mean contrast-structure term, cropped by the window radius: (B, C) each."""
     B = a.shape[0]
-    stack = torch.cat([a, b, a * a, b * b, a * b])
+    stack = torch.empty((5 * B, *a.shape[1:]), dtype=a.dtype, device=a.device)
+    stack[:B], stack[B:2 * B] = a, b
+    torch.mul(a, a, out=stack[2 * B:3 * B])
+    torch.mul(b, b, out=stack[3 * B:4 * B])
+    torch.mul(a, b, out=stack[4 * B:])
     f = _f.sepfilter2d(stack, win, win, border="symmetric")  # skimage/scipy mode "reflect"
-    ux, uy, uxx, uyy, uxy = f.split(B)
-    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-    c1, c2 = (k1 * R) ** 2, (k2 * R) ** 2
-    cs = (2 * vxy + c2) / (vx + vy + c2)
-    s = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1) * cs
     p = win.shape[0] // 2
     H, W = a.shape[-2:]
-    crop = (..., slice(p, H - p), slice(p, W - p))
-    return (s[crop].mean(dim=(-2, -1), dtype=torch.float64).to(a.dtype),
-            cs[crop].mean(dim=(-2, -1), dtype=torch.float64).to(a.dtype))
+    f = f[..., p:H - p, p:W - p]  # only the kept pixels (skimage crops the window radius)
+    ux, uy, uxx, uyy, uxy = f.split(B)
+    c1, c2 = (k1 * R) ** 2, (k2 * R) ** 2
+    vx = uxx.sub_(ux * ux)
+    vy = uyy.sub_(uy * uy)
+    vxy = uxy.sub_(ux * uy)
+    cs = vxy.mul_(2).add_(c2).div_(vx.add_(vy).add_(c2))  # (2 vxy + c2) / (vx + vy + c2)
+    cs_mean = cs.mean(dim=(-2, -1))
+    lum = (ux * uy).mul_(2).add_(c1).div_(ux.square_().add_(uy.square_()).add_(c1))
+    s_mean = lum.mul_(cs).mean(dim=(-2, -1))
+    return s_mean, cs_mean
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None, *, k1: float = 0.01,
@@ -698,7 +743,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None, *, k
     R = _data_range(data_range, x, y)  # type: ignore[arg-type]
     a, b, squeezed = _pair(x, y)
     _check_min_size(a, 11, "x and y", "ssim (11x11 window)")
-    s, _ = _ssim_parts(a, b, R, k1, k2, _ssim_window(a.dtype, a.device))
+    win = _ssim_window(a.dtype, a.device)
+    s = torch.cat([_ssim_parts(a[c], b[c], R, k1, k2, win)[0] for c in _chunks(a)])
     return _out(s.mean(dim=1), squeezed)
 
 

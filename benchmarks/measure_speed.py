@@ -2,13 +2,18 @@
 
 A batch of 64 RGB 224x224 float32 images (crops of the scikit-image photographs, blurred with
 sigma 0-3): blurkit computes each metric for the whole batch in one call; scikit-image / OpenCV are
-called once per image in a Python loop (how they are used). Run with
-``flock /tmp/bench.lock python benchmarks/measure_speed.py``.
+called once per image in a Python loop (how they are used). Both sides run on one thread
+(``torch.set_num_threads(1)``; the peers are single-threaded), and both the process CPU time and the
+wall time are reported: on a shared machine the wall time includes waiting for a core, the CPU time
+does not. Run with ``flock /tmp/bench.lock python benchmarks/measure_speed.py [--threads N]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +24,7 @@ from skimage.measure import blur_effect as sk_blur_effect
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import Timer, machine, table  # noqa: E402
+from _timing import machine, table  # noqa: E402
 
 import blurkit as bk  # noqa: E402
 from blurkit import measure as M  # noqa: E402
@@ -38,18 +43,33 @@ def batch(n: int = 64, size: int = 224) -> torch.Tensor:
     return bk.gaussian_blur(torch.stack(out).contiguous(), sig)
 
 
+def clock(fn, repeat: int, warmup: int = 1) -> tuple[float, float]:
+    """Median (CPU ms, wall ms) of ``repeat`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    cpu, wall = [], []
+    for _ in range(repeat):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return statistics.median(cpu) * 1e3, statistics.median(wall) * 1e3
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for blurkit (default 1)")
+    torch.set_num_threads(ap.parse_args().threads)
     x = batch()
     ref = bk.gaussian_blur(x, 1.0)
     xs = [np.ascontiguousarray(im.permute(1, 2, 0).double().numpy()) for im in x]
     rs = [np.ascontiguousarray(im.permute(1, 2, 0).double().numpy()) for im in ref]
     x32 = [a.astype(np.float32) for a in xs]
-    slow, fast = Timer(repeat=3, warmup=1), Timer(repeat=7, warmup=2)
     n = x.shape[0]
     cases = [
         ("blur_effect", lambda: M.blur_effect(x), "skimage.measure.blur_effect",
          lambda: [sk_blur_effect(a, channel_axis=-1) for a in xs]),
-        ("ssim", lambda: M.ssim(x, ref), "skimage structural_similarity (gaussian)",
+        ("ssim", lambda: M.ssim(x, ref), "skimage structural_similarity",
          lambda: [structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                         data_range=1.0, channel_axis=-1) for a, b in zip(xs, rs)]),
         ("laplacian_variance", lambda: M.laplacian_variance(x), "cv2.Laplacian(...).var()",
@@ -59,19 +79,23 @@ def main() -> None:
     ]
     rows = []
     for name, ours, peer_name, peer in cases:
-        t_ours = fast(ours)
-        t_peer = slow(peer)
-        rows.append([name, t_ours, n / t_ours * 1e3, peer_name, t_peer, n / t_peer * 1e3, t_peer / t_ours])
+        c_ours, w_ours = clock(ours, 5)
+        c_peer, w_peer = clock(peer, 3)
+        rows.append([name, c_ours, w_ours, peer_name, c_peer, w_peer, c_peer / c_ours, w_peer / w_ours])
     for name, fn in (("high_frequency_ratio", lambda: M.high_frequency_ratio(x)),
                      ("edge_width", lambda: M.edge_width(x)),
                      ("estimate_sigma", lambda: M.estimate_sigma(x)),
                      ("estimate_motion", lambda: M.estimate_motion(x)),
+                     ("ms_ssim", lambda: M.ms_ssim(x[..., :176, :176],
+                                                   ref[..., :176, :176])),
                      ("gmsd", lambda: M.gmsd(x, ref))):
-        t = slow(fn)
-        rows.append([name, t, n / t * 1e3, "-", "-", "-", "-"])
-    print(f"blurkit.measure, batch of {n} RGB 224x224 float32 images; {machine()}")
-    print("one run; median of 7 (blurkit) / 3 (per-image loops, and the rows without a peer) calls\n")
-    print(table(["blurkit", "ms", "img/s", "peer (per-image loop)", "peer ms", "peer img/s", "speed-up"], rows))
+        c, w = clock(fn, 3)
+        rows.append([name, c, w, "-", "-", "-", "-", "-"])
+    print(f"blurkit.measure, batch of {n} RGB 224x224 float32 images (ms_ssim: 176x176 crops); {machine()}")
+    print("one run; median of 5 (blurkit) / 3 (per-image loops and rows without a peer) calls; "
+          "CPU = process CPU time, wall = elapsed\n")
+    print(table(["blurkit", "CPU ms", "wall ms", "peer (per-image loop)", "peer CPU ms", "peer wall ms",
+                 "speed-up (CPU)", "speed-up (wall)"], rows))
 
 
 if __name__ == "__main__":

@@ -35,11 +35,11 @@ def _one_thread():
 H = 33
 
 
-def centre_value(sigma: float, truncate: float = 3.0) -> float:
+def centre_value(sigma: float, truncate: float = 3.0, radius: int | None = None) -> float:
     """Centre of a blurred unit impulse: w0(sigma)^2 (numpy, independent of blurkit)."""
     if sigma == 0:
         return 1.0
-    r = math.ceil(truncate * sigma - 1e-9)
+    r = math.ceil(truncate * sigma - 1e-9) if radius is None else radius
     k = np.arange(-r, r + 1)
     return float(1.0 / np.exp(-k ** 2 / (2 * sigma ** 2)).sum()) ** 2
 
@@ -239,15 +239,16 @@ def test_corruption_errors_bad_input():
 
 
 def test_evaluate_corruptions_feeds_corruption_errors():
-    x, y = impulse_batch([0.2, 0.6, 5.0])
+    x, y = impulse_batch([0.2, 0.5, 5.0])  # away from the corruption sigmas (no ties)
     x = x.clamp(0, 1)
     out = R.evaluate_corruptions(Impulse(), [(x, y)], ["gaussian_blur", "gaussian_noise"], [1, 2],
                                  dataset="cifar", progress=False)
     assert out["clean"] == 0.0
-    # cifar gaussian_blur sigma .4, .6 (skimage: nearest border, truncate 4): flips as the threshold says
-    cv = [centre_value(s, 4.0) for s in (0.4, 0.6)]
+    # cifar gaussian_blur sigma .4, .6 (skimage: nearest border, truncate 4, radius int(4 s + .5))
+    cv = [centre_value(s, radius=int(4 * s + 0.5)) for s in (0.4, 0.6)]
     thr = x[:, 1, 0, 0].tolist()
-    assert out["gaussian_blur"] == pytest.approx([np.mean([c_ <= t for t in thr]) for c_ in cv], abs=1e-6)
+    assert out["gaussian_blur"] == pytest.approx([np.mean([c_ < t for t in thr]) for c_ in cv], abs=1e-6)
+    assert out["gaussian_blur"] == pytest.approx([1 / 3, 2 / 3])
     r = R.corruption_errors(out)
     assert set(r.ce) == {"gaussian_blur", "gaussian_noise"}
 
@@ -257,13 +258,13 @@ def test_evaluate_corruptions_feeds_corruption_errors():
 def test_worst_case_finds_flips(family):
     x, y = impulse_batch([0.5, 0.9, 1.4])
     model = Impulse()
-    r = R.worst_case_blur(model, x, y, family, steps=80, lr=0.1)
+    r = R.worst_case_blur(model, x, y, family, steps=50, lr=0.15)
     assert r.flipped.all()
     xb = r.apply(x)
     assert (model(xb).argmax(1) != y).all()
     assert model.w.grad is None  # the model's parameters are not touched
     from blurkit.robustness import quality
-    assert torch.allclose(quality.ssim(x, xb), r.ssim, atol=1e-5)
+    assert torch.allclose(quality.ssim(x, xb), r.ssim, atol=1e-4)
     if family == "gaussian":  # the cheapest isotropic flip is just above the analytic sigma
         for s, want in zip(r.params["sigma"].tolist(), [0.5, 0.9, 1.4]):
             assert want - 1e-3 <= s <= want * 1.15

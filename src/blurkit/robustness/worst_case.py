@@ -99,7 +99,7 @@ def _init(family: str, B: int, kernel_size: int, init: torch.Tensor, max_sigma: 
     if family == "gaussian":
         th = {"sigma": logit(init)}
     elif family == "anisotropic":
-        th = {"sigma": logit(init * 1.05), "sigma_y": logit(init * 0.95), "angle": ang}
+        th = {"sigma": logit(init), "sigma_y": logit(init), "angle": ang}  # isotropic start
     elif family == "motion":
         th = {"length": logit(init * math.sqrt(12.0)), "angle": ang}  # same spread along the streak
     else:

@@ -465,3 +465,18 @@ def test_cli_with_blurkit_checkpoint(tmp_path, capsys):
     assert code == 0, err
     row = json.loads((tmp_path / "o" / "neural_scores.json").read_text())["rows"][0]
     assert row["model"] == "run" and row["rsa"] > 0.999  # only if resize and mean/std match training
+
+
+def test_permutation_test_calibration():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(60, 5))
+    y = x @ rng.normal(size=(5, 4)) + rng.normal(size=(60, 4))
+    res = nu.permutation_test(x, y, n_permutations=19, seed=1)
+    assert res.p_value == pytest.approx(0.05) and res.observed > 0.5 and res.null.max() < 0.3
+    # responses unrelated to the features: the observed score is one draw of the null, p is not small
+    pvals = [nu.permutation_test(x, rng.normal(size=(60, 4)), n_permutations=19, seed=s).p_value for s in range(4)]
+    assert sum(p <= 0.05 for p in pvals) <= 1 and np.mean(pvals) > 0.2
+    r = nu.permutation_test(x, y, metric="rsa", n_permutations=19, rdm="euclidean")
+    assert r.p_value == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="metric"):
+        nu.permutation_test(x, y, metric="cka")

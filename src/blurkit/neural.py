@@ -61,6 +61,8 @@ __all__ = [
     "kendall_tau_a",
     "rsa",
     "synthetic_responses",
+    "permutation_test",
+    "PermutationResult",
     "score_layers",
     "compare_models",
     "Predictivity",
@@ -1252,6 +1254,82 @@ def rsa(
     interval = _interval(boots, ci) if bootstrap else (math.nan, math.nan)
     return RSAResult(score=score, ci=interval, bootstrap_scores=boots, rdm_metric=rdm_metric,
                      compare=compare, n_stimuli=n, n_nan=n_nan)
+
+
+# ----------------------------------------------------------------------------------------------------
+# permutation test
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class PermutationResult:
+    """A score and its null distribution under shuffled stimulus labels.
+
+    Attributes:
+        observed: the score of the intact data (mean r for predictivity, the RDM correlation for RSA).
+        null: ``(n_permutations,)`` scores with the responses' stimuli permuted.
+        p_value: ``(1 + #{null >= observed}) / (1 + n_permutations)`` (one-sided, never 0).
+        metric: ``"predictivity"`` or ``"rsa"``.
+    """
+
+    observed: float
+    null: np.ndarray = field(repr=False)
+    p_value: float = math.nan
+    metric: str = "predictivity"
+
+
+def permutation_test(
+    features: np.ndarray | torch.Tensor,
+    responses: np.ndarray | torch.Tensor,
+    *,
+    metric: str = "predictivity",
+    n_permutations: int = 100,
+    seed: int = 0,
+    **options: Any,
+) -> PermutationResult:
+    """Is a score above chance? Recompute it with the stimuli of the responses shuffled.
+
+    The bootstrap intervals of :func:`predictivity` are conditional on the fitted predictions and
+    too narrow under the null; this test refits everything for each permutation (``n_permutations``
+    times the cost of one call), which is the valid comparison with chance (for RSA it is the RSA
+    toolbox's stimulus-label randomisation test).
+
+    Args:
+        features: ``(N, D)``.
+        responses: ``(N, U)`` or ``(N, U, R)``.
+        metric: ``"predictivity"`` or ``"rsa"``.
+        n_permutations: shuffles.
+        seed: seed of the shuffles (and of the folds inside each call).
+        **options: passed to :func:`predictivity` or :func:`rsa` (``bootstrap`` is set to 0).
+
+    Returns:
+        :class:`PermutationResult`.
+
+    Example:
+        >>> rng = np.random.default_rng(0); x = rng.normal(size=(60, 5))
+        >>> permutation_test(x, x @ rng.normal(size=(5, 3)), n_permutations=19).p_value
+        0.05
+    """
+    if metric not in ("predictivity", "rsa"):
+        raise ValueError(f"metric must be 'predictivity' or 'rsa'; got {metric!r}")
+    if not isinstance(n_permutations, int) or n_permutations < 1:
+        raise ValueError(f"n_permutations must be an int >= 1; got {n_permutations!r}")
+    x = _check_features(features)
+    y = _as_array(responses, "responses")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"features have {x.shape[0]} stimuli (rows) but responses have {y.shape[0]}; "
+                         "row i of both must be the same stimulus")
+    opts = {**options, "bootstrap": 0, "seed": seed}
+
+    def score(resp: np.ndarray) -> float:
+        if metric == "predictivity":
+            return predictivity(x, resp, **opts).mean
+        return rsa(x, resp, **opts).score
+
+    observed = score(y)
+    rng = np.random.default_rng([seed, 4242])
+    null = np.array([score(y[rng.permutation(y.shape[0])]) for _ in range(n_permutations)])
+    p = (1 + int(np.sum(null >= observed))) / (1 + n_permutations)
+    return PermutationResult(observed=observed, null=null, p_value=p, metric=metric)
 
 
 # ----------------------------------------------------------------------------------------------------

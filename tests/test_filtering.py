@@ -504,6 +504,15 @@ def test_gradcheck_defocus_motion_filter2d(method):
     assert _gradcheck(lambda a, b: bk.filter2d(a, b, method=method, border="circular"), (x, k))
 
 
+@pytest.mark.parametrize("method", ["auto", "separable", "direct", "fft", "torch"])
+def test_gradcheck_sepfilter2d_kernels(method):
+    x = _tiny(37)
+    g = torch.Generator().manual_seed(38)
+    kx = torch.randn(2, 5, generator=g, dtype=torch.float64).requires_grad_(True)
+    ky = torch.randn(2, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    assert _gradcheck(lambda a, b, c: bk.sepfilter2d(a, b, c, method=method, border="symmetric"), (x, kx, ky))
+
+
 def test_gradcheck_box_blur_images():
     x = _tiny(34)
     assert _gradcheck(lambda a: bk.box_blur(a, torch.tensor([3, 5])), (x,))

@@ -46,13 +46,17 @@ def _results(strong_better: bool = True) -> dict:
 def test_claims_follow_the_numbers():
     good = claims_text(_results(True))
     bad = claims_text(_results(False))
-    assert all(v is not None for v, _ in good)
-    blur_good = [v for v, t in good if t.startswith("Blur robustness")]
-    blur_bad = [v for v, t in bad if t.startswith("Blur robustness")]
+    blur_good = [v for v, t in good if t.startswith("More robust to Gaussian blur")]
+    blur_bad = [v for v, t in bad if t.startswith("More robust to Gaussian blur")]
     assert blur_good == [True] and blur_bad == [False]
     cost = [v for v, t in good if t.startswith("Clean accuracy")]
     assert cost == [True]  # 2 points: "small"
-    assert [v for v, t in bad if t.startswith("Blur corruptions")] == [False]
+    assert [v for v, t in good if t.startswith("More robust to blur corruptions")] == [True]  # mCE 0.7
+    assert [v for v, t in bad if t.startswith("More robust to blur corruptions")] == [False]  # mCE 1.2
+    assert [v for v, t in good if t.startswith("More robust to other")] == [True]  # 0.9 < 0.97
+    unclear = _results(True)
+    unclear["regimes"]["strong"]["curves"]["gaussian"]["auc_ci"] = [0.1, 0.99]  # interval spans standard's AUC
+    assert [v for v, t in claims_text(unclear) if t.startswith("More robust to Gaussian blur")] == [None]
     no_std = claims_text({"regimes": {"strong": _results()["regimes"]["strong"]}})
     assert no_std[0][0] is None
 

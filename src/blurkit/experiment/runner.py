@@ -51,7 +51,11 @@ from torch import nn
 from ..errors import BlurkitError
 
 __all__ = ["ExperimentConfig", "run_experiment", "evaluate_models", "evaluate_checkpoints", "make_figures",
-           "Stages", "DEFAULT_REGIMES"]
+           "rerender", "Stages", "DEFAULT_REGIMES", "FIGURES"]
+
+FIGURES = ("examples", "accuracy_gaussian", "accuracy_motion", "accuracy_defocus", "survival", "quality_at_flip",
+           "corruptions", "worst_case")
+"""Figure keys (``<out>/<key>.png``) in the order the report shows them."""
 
 DEFAULT_REGIMES = ("standard", "weak", "strong")
 
@@ -657,3 +661,22 @@ def checkpoint_defaults(path: str) -> dict[str, Any]:
     return {"data": c.get("data"), "image_size": int(info.get("image_size") or c.get("image_size") or 28),
             "channels": int(c.get("channels", 1)), "model": str(info.get("name", c.get("model", "?")))}
 
+
+
+def rerender(out_dir: str | Path) -> Path:
+    """Rebuild ``<out_dir>/report.html`` from its ``results.json`` and PNG figures (no training, no evaluation).
+
+    Example:
+        >>> rerender("runs/default")   # after editing the report template
+    """
+    import json
+
+    out = Path(out_dir)
+    path = out / "results.json"
+    if not path.is_file():
+        raise BlurkitError(f"{path} not found: run blurkit experiment first")
+    from .report import render_report
+
+    results = json.loads(path.read_text())
+    figs = {k: (out / f"{k}.png").read_bytes() for k in FIGURES if (out / f"{k}.png").is_file()}
+    return render_report(results, figs, out)

@@ -104,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
     from ..experiment.report import claims_text
 
     for verdict, text in claims_text(results):
-        mark = {True: "[replicates]", False: "[does not replicate]", None: "[n/a]"}[verdict]
+        mark = {True: "[replicates]", False: "[does not replicate]", None: "[unclear]"}[verdict]
         print(f"  {mark} {text}")
     return 0

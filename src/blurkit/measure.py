@@ -234,20 +234,42 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     _check_min_size(x4, 4, "images", "blur_effect (a 2-pixel margin is left out)")
     _grey(x4[:1, :, :1, :1], _SKIMAGE, "images")  # channel check before any work
     scale = 1 / 255.0 if images.dtype == torch.uint8 else 1.0
+    kx, ky = _blur_effect_kernels(h_size, x4.dtype, x4.device)
     chunks = _chunks(x4)
     n = chunks[0].stop - chunks[0].start
     H, W = x4.shape[-2:]
-    buf = torch.empty(4 * n, 1, H, W, dtype=x4.dtype, device=x4.device)  # reused by every chunk
-    axes = torch.cat([_blur_effect_axes(x4[c], h_size, scale, buf) for c in chunks])
+    buf = torch.empty(4, n, 1, H, W, dtype=x4.dtype, device=x4.device)  # reused by every chunk
+    axes = torch.cat([_blur_effect_axes(x4[c], scale, kx, ky, buf) for c in chunks])
     out = axes if return_axes else axes.amax(dim=1)
     return _out(out, squeezed)
 
 
-def _blur_effect_axes(x: torch.Tensor, h_size: int, scale: float, buf: torch.Tensor) -> torch.Tensor:
+def _blur_effect_kernels(h_size: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(kernel_x, kernel_y), each (4, k): Sobel along y of the image and of its y re-blur, then along x.
+
+    ``skimage.filters.sobel(axis=a)`` is ``[1, 0, -1]`` along ``a`` times ``[1, 2, 1] / 4`` across;
+    the re-blur is scipy's ``uniform_filter1d(h_size)``. Sobel after the re-blur is one filter whose
+    taps along ``a`` are the composition of the two (correlations compose by convolving the taps).
+    Inside the 2-pixel margin that the metric keeps, it only reads real rows/columns of the
+    re-blurred image, so it equals filtering twice with mirrored borders there.
+    """
+    box = _uniform1d(h_size, torch.float64, torch.device("cpu"))
+    edge = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)  # correlation form, sign irrelevant
+    smooth = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
+    both = F.conv1d(F.pad(edge, (box.numel() - 1, box.numel() - 1))[None, None], box.flip(0)[None, None])[0, 0]
+    k = both.numel()
+    pad3 = lambda t: F.pad(t, ((k - 3) // 2, (k - 3) // 2))  # noqa: E731
+    kx = torch.stack([pad3(smooth), pad3(smooth), pad3(edge), both])
+    ky = torch.stack([pad3(edge), both, pad3(smooth), pad3(smooth)])
+    return kx.to(dtype=dtype, device=device), ky.to(dtype=dtype, device=device)
+
+
+def _blur_effect_axes(x: torch.Tensor, scale: float, kx: torch.Tensor, ky: torch.Tensor,
+                      buf: torch.Tensor) -> torch.Tensor:
     """Per-axis blur effect ``(B, 2)`` of a chunk (see :func:`blur_effect`); ``buf`` is scratch space."""
     B, _, H, W = x.shape
-    stack = buf[: 4 * B]
-    g = stack[:B]
+    stack = buf[:, :B]
+    g = stack[0]
     if x.shape[1] == 3:
         torch.mul(x[:, 0:1], _SKIMAGE[0], out=g)
         g.add_(x[:, 1:2], alpha=_SKIMAGE[1]).add_(x[:, 2:3], alpha=_SKIMAGE[2])
@@ -255,19 +277,9 @@ def _blur_effect_axes(x: torch.Tensor, h_size: int, scale: float, buf: torch.Ten
         g.copy_(x)
     if scale != 1.0:
         g.mul_(scale)
-    dt, dev = g.dtype, g.device
-    box = _uniform1d(h_size, dt, dev)
-    one = torch.ones(1, dtype=dt, device=dev)
-    # stack = [g, g re-blurred along y, g, g re-blurred along x]
-    stack[B:2 * B].copy_(_f.sepfilter2d(g, one, box, border="symmetric"))
-    stack[3 * B:].copy_(_f.sepfilter2d(g, box, one, border="symmetric"))
-    stack[2 * B:3 * B].copy_(g)
-    # skimage.filters.sobel(axis=a): ndi.convolve with [1, 0, -1] along a and [1, 2, 1]/4 across
-    edge = torch.tensor([-1.0, 0.0, 1.0], dtype=dt, device=dev)  # correlation form, sign irrelevant
-    smooth = torch.tensor([0.25, 0.5, 0.25], dtype=dt, device=dev)
-    kx = torch.stack([smooth, edge]).repeat_interleave(2 * B, dim=0)
-    ky = torch.stack([edge, smooth]).repeat_interleave(2 * B, dim=0)
-    sob = _f.sepfilter2d(stack, kx, ky, border="symmetric")
+    stack[1:].copy_(g.expand(3, *g.shape))
+    sob = _f.sepfilter2d(stack.reshape(4 * B, 1, H, W), kx.repeat_interleave(B, dim=0),
+                         ky.repeat_interleave(B, dim=0), border="symmetric")
     sob = sob.abs_().view(2, 2, B, H, W)[..., 2:H - 1, 2:W - 1]  # axis, sharp/blur
     sharp, blur = sob[:, 0], sob[:, 1]
     # Crete: |M1 - M2| / M1 with M2 = sum max(0, sharp - blur), i.e. M1 - M2 = sum min(sharp, blur).
@@ -276,7 +288,7 @@ def _blur_effect_axes(x: torch.Tensor, h_size: int, scale: float, buf: torch.Ten
     m1 = sharp.sum(dim=(-2, -1)).double()
     kept = torch.minimum(sharp, blur, out=blur).sum(dim=(-2, -1)).double()
     ratio = torch.where(m1 > 0, kept / m1.clamp_min(_EPSILON), torch.ones_like(m1))
-    return ratio.to(dt).T.contiguous()
+    return ratio.to(x.dtype).T.contiguous()
 
 
 def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.1, *, window: bool = True) -> torch.Tensor:

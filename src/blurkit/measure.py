@@ -487,6 +487,20 @@ def _invert_model(r: torch.Tensor, sa: float, smooth: float) -> torch.Tensor:
     return sig[i - 1] + t * (sig[i] - sig[i - 1])
 
 
+def _masked_quantile(values: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tensor:
+    """Per-row ``q``-quantile of ``values[mask]`` (B, N) -> (B,), linear interpolation as
+    ``torch.nanquantile``, without its 16M-element limit; NaN for a row without any value."""
+    v = torch.where(mask, values, torch.full_like(values, float("inf"))).sort(dim=1).values
+    n = mask.sum(dim=1)
+    pos = (q * (n - 1).clamp_min(0).to(torch.float64))
+    lo = pos.floor().long()
+    hi = pos.ceil().long()
+    a = v.gather(1, lo[:, None])[:, 0]
+    b = v.gather(1, hi[:, None])[:, 0]
+    out = a + (pos - lo).to(v.dtype) * (b - a)
+    return torch.where(n > 0, out, torch.full_like(out, float("nan")))
+
+
 def _sigma_pass(g: torch.Tensor, sa: torch.Tensor, smooth: float, fraction: float) -> torch.Tensor:
     """One re-blur pass for a batch of grey images (B, 1, H, W) with per-image re-blur ``sa`` (B,)."""
     B, _, H, W = g.shape
@@ -501,8 +515,7 @@ def _sigma_pass(g: torch.Tensor, sa: torch.Tensor, smooth: float, fraction: floa
     mf, mbf = m.flatten(1), mb.flatten(1)
     # keep the edge points whose gradient is strongest AFTER the re-blur: wide, isolated edges,
     # not fine texture or thin lines (whose gradient a re-blur cancels)
-    key = torch.where(nms, mbf, torch.full_like(mbf, float("nan")))
-    thr = torch.nanquantile(key.double(), 1.0 - fraction, dim=1).to(key.dtype)
+    thr = _masked_quantile(mbf, nms, 1.0 - fraction)
     sel = nms & (mbf >= thr[:, None])
     ratio = mf / mbf.clamp_min(torch.finfo(m.dtype).tiny)
     # a ratio above the sharpest step edge's is no single edge (a thin line, fine texture): leave it out

@@ -138,3 +138,30 @@ def test_report_renders_in_chromium_at_phone_width(quick_run: Path, tmp_path: Pa
     check = render_check(quick_run / "report.html", 390, 844, tmp_path)
     assert check == {"images": len(FIGURES), "broken": 0, "overflow": False}
     assert math.isfinite(_results(quick_run)["timings"]["total"])
+
+
+def test_image_folder_data(tmp_path: Path):
+    """``--data`` on an ImageFolder tree (train/ and test/ with one sub-folder per class), RGB, 16 px."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:20, :20]
+    for split, n in (("train", 64), ("test", 16)):
+        for ci, cls in enumerate(("disk", "square")):
+            d = tmp_path / "tree" / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                cx, cy = rng.integers(7, 13, 2)
+                m = ((xx - cx) ** 2 + (yy - cy) ** 2 < 25) if ci == 0 else ((abs(xx - cx) < 5) & (abs(yy - cy) < 5))
+                im = np.zeros((20, 20, 3), np.uint8)
+                im[m] = rng.integers(120, 255, 3)
+                Image.fromarray(im).save(d / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["experiment", "--quick", "--data", str(tmp_path / "tree"), "--image-size", "16", "--channels", "3",
+                 "--regimes", "standard,strong", "--out", str(out), "--no-progress"]) == 0
+    r = _results(out)
+    assert r["dataset"]["classes"] == ["disk", "square"] and r["dataset"]["test_size"] == 32
+    assert r["dataset"]["image_size"] == 16 and r["dataset"]["channels"] == 3
+    assert list(r["regimes"]) == ["standard", "strong"]
+    assert (out / "report.html").is_file()

@@ -399,12 +399,24 @@ class _quiet_nan:
         self._ctx.__exit__(*exc)
 
 
-def _masked_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def _masked_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None,
+                    max_elements: int = 2**23) -> np.ndarray:
     """Per-column Pearson r of a, b (N, U), ignoring rows where either is NaN.
 
     With ``weights`` (B, N) (bootstrap counts), returns (B, U): the r of each weighted resample.
-    Columns with fewer than 3 valid rows or zero variance give NaN.
+    Columns with fewer than 3 valid rows or zero variance give NaN. Columns are processed in chunks
+    so that the intermediate sums stay below ``max_elements`` values (64 MiB).
     """
+    rows = 1 if weights is None else weights.shape[0]
+    step = max(1, max_elements // (6 * max(rows, a.shape[0])))
+    if a.shape[1] > step:
+        parts = [_masked_pearson_block(a[:, c:c + step], b[:, c:c + step], weights)
+                 for c in range(0, a.shape[1], step)]
+        return np.concatenate(parts, axis=-1)
+    return _masked_pearson_block(a, b, weights)
+
+
+def _masked_pearson_block(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     valid = ~(np.isnan(a) | np.isnan(b))
     m = valid.astype(np.float64)
     count = np.maximum(m.sum(axis=0), 1.0)
@@ -437,12 +449,19 @@ def _bootstrap_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     return w
 
 
-def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
+def _interval(samples: np.ndarray, ci: float, estimate: float) -> tuple[float, float]:
+    """Bootstrap percentile interval re-centred on the estimate: ``estimate + quantiles(s - median(s))``.
+
+    Correlations computed on a resample are biased low (a resample holds about 63% distinct
+    stimuli, and duplicated stimuli weigh the sample); with thousands of units the spread of their
+    mean becomes smaller than that bias, and the plain percentile interval would miss the estimate.
+    Re-centring keeps the resamples' spread and drops their shift.
+    """
     s = samples[np.isfinite(samples)]
-    if s.size == 0:
+    if s.size == 0 or not math.isfinite(estimate):
         return (math.nan, math.nan)
-    lo, hi = np.quantile(s, [(1 - ci) / 2, (1 + ci) / 2])
-    return (float(lo), float(hi))
+    lo, hi = np.quantile(s - np.median(s), [(1 - ci) / 2, (1 + ci) / 2])
+    return (float(estimate + lo), float(estimate + hi))
 
 
 def _nanmean(x: np.ndarray, axis: int | None = None) -> Any:
@@ -599,7 +618,7 @@ class NoiseCeiling:
         ceiling: ``(U,)`` ``sqrt(reliability)``: the expected Pearson r between a perfect model (the
             noise-free response) and the repetition-averaged response; NaN where reliability <= 0.
         mean: mean of ``ceiling`` over units where it is defined.
-        ci: bootstrap confidence interval (over stimuli) of ``mean``.
+        ci: bootstrap confidence interval (over stimuli) of ``mean`` (percentiles re-centred on it).
         n_splits: random split-halves averaged.
         n_repetitions: repetitions per stimulus.
     """
@@ -623,6 +642,10 @@ def _split_halves(reps: np.ndarray, n_splits: int, seed: int) -> tuple[np.ndarra
             h1.append(np.nanmean(reps[:, :, perm[: r // 2]], axis=2))
             h2.append(np.nanmean(reps[:, :, perm[r // 2:]], axis=2))
     return np.stack(h1), np.stack(h2)
+
+
+_BOOT_SPLITS = 4
+"""Split-halves used inside each bootstrap resample of the ceiling (the point estimate uses all)."""
 
 
 def _spearman_brown(r: np.ndarray, factor: float = 2.0) -> np.ndarray:
@@ -651,7 +674,8 @@ def noise_ceiling(
     Args:
         responses: ``(N, U, R)`` (stimuli, units, repetitions), ``R >= 2``.
         repetitions_axis: axis of the repetitions (default 2).
-        splits: random split-halves to average.
+        splits: random split-halves to average (the bootstrap resamples use the first 4 of them,
+            which bounds their cost; the interval reflects the sampling of stimuli).
         bootstrap: resamples of stimuli for the confidence interval (0 = none).
         ci: confidence level.
         seed: seed of the splits and the bootstrap.
@@ -678,8 +702,10 @@ def noise_ceiling(
     interval = (math.nan, math.nan)
     if bootstrap:
         w = _bootstrap_weights(reps.shape[0], bootstrap, seed)
-        boot = _boot_ceiling(h1, h2, w)
-        interval = _interval(_nanmean(boot, axis=1), ci)
+        boot = _boot_ceiling(h1[:_BOOT_SPLITS], h2[:_BOOT_SPLITS], w)
+        # centre the resamples (first few splits) on the estimate from all splits
+        shift = mean - float(_nanmean(_ceiling_of(h1[:_BOOT_SPLITS], h2[:_BOOT_SPLITS])))
+        interval = _interval(_nanmean(boot, axis=1) + shift, ci, mean)
     return NoiseCeiling(reliability, ceiling, mean, interval, splits, reps.shape[2])
 
 
@@ -689,6 +715,12 @@ def _split_pearson(h1: np.ndarray, h2: np.ndarray, w: np.ndarray | None = None) 
     flat = [h.transpose(1, 0, 2).reshape(n, s * u) for h in (h1, h2)]
     r = _masked_pearson(flat[0], flat[1], w)     # all splits in one matrix product
     return r.reshape(s, u) if w is None else r.reshape(-1, s, u)
+
+
+def _ceiling_of(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+    """(U,) ceilings sqrt(Spearman-Brown(mean split-half r)) of split half-means (S, N, U)."""
+    rel = _spearman_brown(_nanmean(_split_pearson(h1, h2), axis=0))
+    return np.sqrt(np.where(rel > 0, rel, np.nan))
 
 
 def _boot_ceiling(h1: np.ndarray, h2: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -711,7 +743,8 @@ class Predictivity:
             could not be scored.
         r_folds: ``(folds, U)`` the per-fold values.
         mean, median: over scored units.
-        ci: bootstrap confidence interval (over stimuli) of ``mean``.
+        ci: bootstrap interval (over stimuli) of ``mean``: percentiles of the resamples re-centred
+            on ``mean`` (resampled correlations are biased low).
         alpha: ``(folds, U)`` penalty chosen by the inner cross-validation per outer fold and unit
             (a value of the ``alphas`` grid, in its ``alpha_units``).
         alpha_at_edge: fraction of those choices at the smallest or largest alpha of the grid (if
@@ -937,15 +970,19 @@ def predictivity(
     if bootstrap:
         w = _bootstrap_weights(n, bootstrap, seed)
         boot_r = _nanmean(_fold_pearson(pred, y, fold_of, folds, w), axis=0)
-        interval = _interval(_nanmean(boot_r, axis=1), ci)
+        interval = _interval(_nanmean(boot_r, axis=1), ci, mean)
         if nc is not None:
-            h1, h2 = _split_halves(reps, ceiling_splits, seed)
+            h1, h2 = _split_halves(reps, min(ceiling_splits, _BOOT_SPLITS), seed)
             boot_c = _boot_ceiling(h1, h2, w)
-            nc.ci = _interval(_nanmean(boot_c, axis=1), ci)
+            # the resamples use the first few splits: centre them on the all-splits estimates
+            few = _ceiling_of(h1, h2)
+            nc.ci = _interval(_nanmean(boot_c, axis=1) + nc.mean - float(_nanmean(few)), ci, nc.mean)
             both = np.isfinite(boot_r) & np.isfinite(boot_c)
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = (np.where(both, boot_r, 0).sum(1) / np.where(both, boot_c, 0).sum(1))
-            norm_interval = _interval(ratio, ci)
+            both_few = scored & np.isfinite(few)
+            shift = normalized_mean - float(r[both_few].mean() / few[both_few].mean()) if both_few.any() else 0.0
+            norm_interval = _interval(ratio + shift, ci, normalized_mean)
     return Predictivity(
         r=r, r_folds=r_folds, mean=mean, median=median, ci=interval, alpha=chosen, alpha_at_edge=at_edge, ceiling=nc,
         normalized=normalized, normalized_mean=normalized_mean, normalized_ci=norm_interval,
@@ -1251,7 +1288,7 @@ def rsa(
             boots[i] = kendall_tau_a(a, b)
         else:
             boots[i] = _pearson_vec(a, b)
-    interval = _interval(boots, ci) if bootstrap else (math.nan, math.nan)
+    interval = _interval(boots, ci, score) if bootstrap else (math.nan, math.nan)
     return RSAResult(score=score, ci=interval, bootstrap_scores=boots, rdm_metric=rdm_metric,
                      compare=compare, n_stimuli=n, n_nan=n_nan)
 

@@ -53,7 +53,7 @@ def main() -> int:
     img.save(buf, format="PNG", optimize=True)
     if buf.tell() > args.max_kb * 1024:
         buf = io.BytesIO()
-        img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+        img.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG", optimize=True)
     tmp_out = out.with_suffix(".tmp.png")
     tmp_out.write_bytes(buf.getvalue())
     tmp_out.replace(out)

@@ -637,7 +637,8 @@ def estimate_motion(images: torch.Tensor, *, min_length: float = 3.0, max_length
             smaller image side). Blur shorter than about 3 px is not measurable this way.
         angle_step: angular resolution of the search in degrees.
         return_score: also return the depth of the cepstral peak (the negated cepstrum value, larger
-            is more certain; sharp photographs give about 0.01-0.05, motion-blurred ones 0.1 or more).
+            is more certain; measured on the scikit-image camera man: sharp 0.019, Gaussian-blurred
+            0.007-0.012, motion-blurred by 5-21 px 0.06-0.07).
 
     Returns:
         ``(length, angle)``, each ``(B,)`` (0-d for one image), plus ``score`` ``(B,)`` if asked. A

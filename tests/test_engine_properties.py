@@ -169,8 +169,6 @@ def test_batch_equals_per_image_results(family, seed, border, eager, sig):
     def run(xx, ss):
         if family == "gauss":
             return bk.gaussian_blur(xx, ss, truncate=2.0, border=border)
-        if family == "aniso":
-            return bk.gaussian_blur(xx, ss, sigma_y=ss.flip(0) if ss.numel() > 1 else ss / 2, border=border)
         if family == "rotated":
             return bk.gaussian_blur(xx, ss, sigma_y=ss / 3 + 0.2, angle=ss * 20, border=border)
         if family == "disk":
@@ -189,7 +187,10 @@ def test_batch_equals_per_image_results(family, seed, border, eager, sig):
         with _Eager(eager):
             y = run(x, s)
             singles = [run(x[i:i + 1], s[i:i + 1]) for i in range(B)]
-    torch.testing.assert_close(y, torch.cat(singles), rtol=0, atol=1e-12)
+    # motion: the kernel radius is ceil(L/2 - 1e-9), so a streak shorter than ~1e-9 px alone gets a 1x1
+    # kernel while in a batch it keeps its (< 1e-9) bilinear spread: allow that much
+    tol = 1e-8 if family == "motion" else 1e-12
+    torch.testing.assert_close(y, torch.cat(singles), rtol=0, atol=tol)
 
 
 def test_small_sigma_image_does_not_depend_on_large_sigma_neighbour():

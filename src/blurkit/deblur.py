@@ -135,6 +135,18 @@ def _dft_matrix(n: int, k: int, half: bool, device: torch.device, cdt: torch.dty
     return torch.polar(torch.ones_like(phase), phase).to(cdt)
 
 
+def _dft_1d(h: torch.Tensor, n: int, half: bool) -> torch.Tensor:
+    """``sum_p h[:, p] exp(+2 pi i u (p - k // 2) / n)``: ``(B, k)`` real -> ``(B, n or n // 2 + 1)`` complex.
+
+    Two real matrix products (real BLAS), then combined.
+    """
+    k = h.shape[1]
+    p = torch.arange(k, device=h.device, dtype=torch.float64) - k // 2
+    u = torch.arange(n // 2 + 1 if half else n, device=h.device, dtype=torch.float64)
+    phase = 2 * math.pi * torch.outer(p, u).remainder(n) / n
+    return torch.complex(h @ torch.cos(phase).to(h.dtype), h @ torch.sin(phase).to(h.dtype))
+
+
 def _transfer(k: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
     """Half-spectrum transfer function ``(B, hp, wp // 2 + 1)`` of correlation kernels ``(B, kh, kw)``.
 
@@ -144,14 +156,14 @@ def _transfer(k: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
     product of two 1-D transforms when every kernel is separable.
     """
     kh, kw = k.shape[-2:]
-    cdt = torch.complex128 if k.dtype == torch.float64 else torch.complex64
-    ey = _dft_matrix(hp, kh, False, k.device, cdt)               # (hp, kh)
-    ex = _dft_matrix(wp, kw, True, k.device, cdt).transpose(0, 1)  # (kw, wr)
     sep = _rank1(k)
     if sep is not None:
         kx, ky = sep
-        hy, hx = _flush(ky.to(cdt) @ ey.transpose(0, 1)), _flush(kx.to(cdt) @ ex)
+        hy, hx = _flush(_dft_1d(ky, hp, False)), _flush(_dft_1d(kx, wp, True))
         return _flush(hy[:, :, None] * hx[:, None, :])
+    cdt = torch.complex128 if k.dtype == torch.float64 else torch.complex64
+    ey = _dft_matrix(hp, kh, False, k.device, cdt)               # (hp, kh)
+    ex = _dft_matrix(wp, kw, True, k.device, cdt).transpose(0, 1)  # (kw, wr)
     return _flush(ey @ k.to(cdt) @ ex)
 
 

@@ -223,6 +223,8 @@ def test_corruption_errors_arithmetic():
     assert r2.ce["defocus_blur"] == pytest.approx(2.5 / 3.5)
     assert r2.relative_ce["motion_blur"] == pytest.approx((1.5 - 5 * 0.1) / (2.0 - 5 * 0.2))
     assert json.loads(r2.to_json())["baseline"] == "custom"
+    r4 = R.corruption_errors({"zoom_blur": 0.4, "clean": 0.1}, baseline={"zoom_blur": 0.3, "clean": 0.3})
+    assert math.isnan(r4.relative_ce["zoom_blur"]) and math.isnan(r4.relative_mce)
     r3 = R.corruption_errors({"zoom_blur": 0.4})
     assert r3.relative_ce is None and r3.ce["zoom_blur"] == pytest.approx(0.4 / 0.798360)
 

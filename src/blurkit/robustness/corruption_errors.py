@@ -36,7 +36,8 @@ class CorruptionErrors:
 
     ``ce[c] = sum_s E(model, c, s) / sum_s E(baseline, c, s)``; ``mce`` is the mean over the
     corruptions given. ``relative_ce[c] = sum_s (E(model, c, s) - E(model, clean)) /
-    sum_s (E(baseline, c, s) - E(baseline, clean))``. Multiply by 100 for the paper's percentages.
+    sum_s (E(baseline, c, s) - E(baseline, clean))`` (``nan`` where the baseline's errors equal its
+    clean error, and then ``relative_mce`` is ``nan`` too). Multiply by 100 for the paper's percentages.
     """
 
     ce: dict[str, float]
@@ -144,9 +145,8 @@ def corruption_errors(
         rel = {}
         for k, e in mean_err.items():
             d = base[k] - float(baseline_clean_error)
-            if d == 0:
-                raise ValueError(f"baseline error for {k!r} equals its clean error; relative CE is undefined")
-            rel[k] = (e - float(clean_error)) / d
+            # undefined (nan) when the baseline loses nothing to this corruption
+            rel[k] = (e - float(clean_error)) / d if d != 0 else float("nan")
         rel_m = sum(rel.values()) / len(rel)
     return CorruptionErrors(
         ce=ce, mce=sum(ce.values()) / len(ce), relative_ce=rel, relative_mce=rel_m,

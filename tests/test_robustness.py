@@ -390,3 +390,21 @@ def test_bad_inputs():
         R.critical_sigma([Impulse(), Impulse()], [(x, y)])
     with pytest.raises(ValueError, match="no batches"):
         R.accuracy_curve(Impulse(), [], [0, 1], progress=False)
+
+
+def test_amp_device_and_outputs():
+    x, y = impulse_batch([0.9, 2.1])
+    cv = R.accuracy_curve(Impulse(), [(x, y)], [0, 1, 3], amp=True, device="cpu", progress=False, n_bootstrap=0)
+    assert cv.top1 == pytest.approx([1.0, 0.5, 0.0])  # bfloat16 autocast on CPU keeps this decision
+    d = cv.to_dict()
+    assert set(d) >= {"levels", "top1", "auc", "top1_ci"}
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pandas"):
+            cv.to_dataframe()
+    else:
+        assert len(cv.to_dataframe()) == 3
+    u8 = (x * 255).round().to(torch.uint8)  # uint8 batches are scaled to [0, 1]
+    cv8 = R.accuracy_curve(Impulse(), [(u8, y)], [0], progress=False, n_bootstrap=0)
+    assert cv8.top1 == [1.0]

@@ -301,9 +301,25 @@ def _assemble(parts: list[tuple[torch.Tensor, torch.Tensor | None]], B: int) -> 
     return vals.index_select(0, torch.argsort(idx))
 
 
+def _shared(k: torch.Tensor) -> bool:
+    """True when every image uses the same kernel (an expanded view, or equal rows)."""
+    return k.shape[0] == 1 or k.stride(0) == 0 or bool((k.detach() == k.detach()[:1]).all())
+
+
+def _torch_sep_shared(x, kx, ky, border, value):
+    """One kernel pair for the whole batch: depthwise convs over channels, the batch kept as batch."""
+    C = x.shape[1]
+    Kx, Ky = kx.shape[1], ky.shape[1]
+    xp = pad(x, (Kx // 2, Kx // 2, Ky // 2, Ky // 2), border, value)
+    y = F.conv2d(xp, kx[:1].to(x.dtype).expand(C, Kx)[:, None, None, :], groups=C)
+    return F.conv2d(y, ky[:1].to(x.dtype).expand(C, Ky)[:, None, :, None], groups=C)
+
+
 def _torch_sep(x, kx, ky, rx, ry, border, value):
     B, C, H, W = x.shape
     Kx, Ky = kx.shape[1], ky.shape[1]
+    if B > 1 and x.numel() <= _STRIP_ELEMS and _shared(kx) and _shared(ky):
+        return _torch_sep_shared(x, kx, ky, border, value)
     keys = rx * (int(ry.max()) + 1) + ry
     parts = []
     for key, idx in _groups(keys):

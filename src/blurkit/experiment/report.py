@@ -14,10 +14,11 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write_bytes
 
 __all__ = ["render_report", "write_atomic", "data_uri", "claims_text"]
 
@@ -62,22 +63,7 @@ window.addEventListener('load', function () {
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
+    return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 def data_uri(png: bytes | str | os.PathLike) -> str:
     """A ``data:image/png;base64,...`` URI for PNG bytes or a PNG file."""

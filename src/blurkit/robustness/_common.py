@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import filtering as _f
+from .._io import atomic_write_text
 from .._validation import describe
 
 FAMILIES = ("gaussian", "motion", "defocus", "box")
@@ -182,17 +182,7 @@ def write_json(obj: Mapping[str, Any], path: str | os.PathLike | None, indent: i
     """Serialise ``obj``; if ``path`` is given, write it atomically (temp file + os.replace)."""
     text = json.dumps(jsonable(obj), indent=indent)
     if path is not None:
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=d)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, text)
     return text
 
 

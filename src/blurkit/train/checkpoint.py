@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .._io import atomic_torch_save
 from ..errors import BlurkitError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "load_model", "FORMAT", "VERSION"]
@@ -47,22 +47,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     A reader (or a run killed mid-write) sees either the previous complete file or the new one, never a
     partial file; no temporary file is left behind on error.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
+    return atomic_torch_save({"format": FORMAT, "version": VERSION, **state}, path)
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Load a blurkit checkpoint with ``weights_only=True`` (no arbitrary code runs).

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import blurkit as bk
 from blurkit import deblur
+from blurkit._io import atomic_savefig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMG_DIR = os.path.join(ROOT, "docs", "img")
@@ -70,12 +70,8 @@ def scores(ref: np.ndarray, img: np.ndarray) -> tuple[float, float]:
 
 
 def save_png(fig, name: str) -> str:
-    path = os.path.join(IMG_DIR, name)
-    fd, tmp = tempfile.mkstemp(dir=IMG_DIR, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=72)
-    os.replace(tmp, path)
-    return path
+    """Write ``fig`` to docs/img/``name`` atomically (temporary file + rename)."""
+    return str(atomic_savefig(fig, os.path.join(IMG_DIR, name), dpi=72))
 
 
 def picture(panels: list[tuple[str, np.ndarray]], name: str) -> str:

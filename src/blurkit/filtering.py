@@ -454,16 +454,24 @@ def _batch_kernels(k: torch.Tensor, B: int, name: str) -> torch.Tensor:
 
 
 def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, method: str,
-             value: float) -> torch.Tensor:
-    """Core separable dispatch on a (B, C, H, W) working tensor."""
+             value: float, radius: int | None = None) -> torch.Tensor:
+    """Core separable dispatch on a (B, C, H, W) working tensor.
+
+    ``radius``: when every kernel is known to have this radius on both axes (a scalar parameter),
+    the per-image support detection is skipped.
+    """
     wdt = torch.float64 if torch.float64 in (x4.dtype, kx.dtype, ky.dtype) else torch.float32
     x = _to_work(x4, wdt)
     kx = kx.to(device=x.device, dtype=wdt)
     ky = ky.to(device=x.device, dtype=wdt)
-    rx, ry = _support_1d(kx), _support_1d(ky)
+    if radius is not None:
+        rx = ry = torch.full((x.shape[0],), radius, dtype=torch.int64, device=x.device)
+        taps = 2.0 * (2 * radius + 1)
+    else:
+        rx, ry = _support_1d(kx), _support_1d(ky)
+        taps = float((2 * rx + 1).float().mean() + (2 * ry + 1).float().mean())
     compiled = _use_compiled(x, kx, ky)
     H, W = x.shape[-2:]
-    taps = float((2 * rx + 1).float().mean() + (2 * ry + 1).float().mean())
     m = _choose(method, x, taps, (H + ky.shape[1]) * (W + kx.shape[1]), compiled)
     if m == "direct" and method == "auto":
         m = "separable"
@@ -579,6 +587,25 @@ def sepfilter2d(
     return restore_batch(_from_work(y, x4), squeezed)
 
 
+def _plain_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_SCALAR_KERNELS: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+
+def _scalar_gauss1d(sigma: float, truncate: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The (1, 2r+1) Gaussian kernel of one Python-number sigma, built once per (sigma, truncate, dtype)."""
+    key = (sigma, truncate, dtype, device)
+    k = _SCALAR_KERNELS.get(key)
+    if k is None:
+        k = _k.gaussian1d(torch.tensor([sigma], dtype=torch.float64), truncate=truncate, dtype=dtype).to(device)
+        _SCALAR_KERNELS[key] = k
+        if len(_SCALAR_KERNELS) > 256:
+            _SCALAR_KERNELS.popitem(last=False)
+    return k
+
+
 def _work_dtype(x: torch.Tensor, *params: object) -> torch.dtype:
     """float64 for float64 images or float64 parameter tensors, else float32 (Python numbers are
     kept in float64 while kernels are built, then cast)."""
@@ -632,6 +659,13 @@ def gaussian_blur(
     truncate = check_truncate(truncate)
     B = x4.shape[0]
     dev = x4.device
+    if _plain_number(sigma) and sigma_y is None and _plain_number(angle) and math.isfinite(angle) \
+            and angle % 180 == 0 and math.isfinite(sigma) and sigma > 0:
+        # One Python-number sigma: a cached, trimmed kernel and no per-image bookkeeping.
+        wdt = torch.float64 if x4.dtype == torch.float64 else torch.float32
+        k = _scalar_gauss1d(float(sigma), truncate, wdt, dev).expand(B, -1)
+        y = _run_sep(x4, k, k, border, method, value, radius=k.shape[1] // 2)
+        return restore_batch(_from_work(y, x4), squeezed)
     sx = per_sample(sigma, "sigma", B, device=dev, dtype=torch.float64)
     sy = sx if sigma_y is None else per_sample(sigma_y, "sigma_y", B, device=dev, dtype=torch.float64)
     an = per_sample(angle, "angle", B, device=dev, minimum=None, dtype=torch.float64)

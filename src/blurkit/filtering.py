@@ -404,6 +404,17 @@ def _fft_2d(x, k, border, value):
     return y[..., Ry:Ry + H, Rx:Rx + W].contiguous()
 
 
+def _keep_identity(y: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Images whose kernel is a unit impulse come back bit for bit (the FFT would add rounding noise)."""
+    Kh, Kw = k.shape[1:]
+    kd = k.detach()
+    centre = kd[:, Kh // 2, Kw // 2]
+    ident = (centre == 1) & ((kd != 0).sum(dim=(1, 2)) == 1)
+    if not bool(ident.any()):
+        return y
+    return torch.where(ident.view(-1, 1, 1, 1), x * centre.view(-1, 1, 1, 1).to(x.dtype), y)
+
+
 def _sep_as_2d(kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
     return ky[:, :, None] * kx[:, None, :]
 
@@ -487,7 +498,7 @@ def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, 
     if m == "direct" and method == "auto":
         m = "separable"
     if m == "fft":
-        y = _fft_2d(x, _sep_as_2d(kx, ky), border, value)
+        y = _keep_identity(_fft_2d(x, _sep_as_2d(kx, ky), border, value), x, _sep_as_2d(kx, ky))
     elif m == "direct":
         k2 = _sep_as_2d(kx, ky)
         y = _c_2d(x, k2, ry, rx, border, value) if compiled else _torch_2d(x, k2, ry, rx, border, value)
@@ -517,7 +528,7 @@ def _run_2d(x4: torch.Tensor, k: torch.Tensor, border: str, method: str, value: 
         taps = float(((2 * ry + 1) * (2 * rx + 1)).float().mean())
     m = _choose(method, x, taps, (H + k.shape[1]) * (W + k.shape[2]), compiled)
     if m == "fft":
-        return _fft_2d(x, k, border, value)
+        return _keep_identity(_fft_2d(x, k, border, value), x, k)
     if compiled and m == "direct":
         return _c_2d(x, k, ry, rx, border, value)
     return _torch_2d(x, k, ry, rx, border, value)
@@ -625,6 +636,10 @@ def _work_dtype(x: torch.Tensor, *params: object) -> torch.dtype:
     return torch.float32
 
 
+def _any_grad(*params: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(p.requires_grad for p in params)
+
+
 def _all_zero(t: torch.Tensor) -> bool:
     return not t.requires_grad and bool((t == 0).all())
 
@@ -680,7 +695,7 @@ def gaussian_blur(
     sx = per_sample(sigma, "sigma", B, device=dev, dtype=torch.float64)
     sy = sx if sigma_y is None else per_sample(sigma_y, "sigma_y", B, device=dev, dtype=torch.float64)
     an = per_sample(angle, "angle", B, device=dev, minimum=None, dtype=torch.float64)
-    if _all_zero(sx) and _all_zero(sy):
+    if _all_zero(sx) and _all_zero(sy) and not _any_grad(an):
         return images.clone()
     rotated = an.requires_grad or bool((an.detach().remainder(180.0) != 0).any())
     wdt = _work_dtype(x4, sigma, sigma_y, angle)
@@ -767,7 +782,7 @@ def motion_blur(images: torch.Tensor, length: float | torch.Tensor, angle: float
     B = x4.shape[0]
     L = per_sample(length, "length", B, device=x4.device, dtype=torch.float64)
     an = per_sample(angle, "angle", B, device=x4.device, minimum=None, dtype=torch.float64)
-    if _all_zero(L):
+    if _all_zero(L) and not _any_grad(an):
         return images.clone()
     wdt = _work_dtype(x4, length, angle)
     y = _run_2d(x4, _k.motion(L, an, dtype=wdt, device=x4.device), border, method, value)

@@ -423,7 +423,6 @@ def test_planes_are_independent(method, path):
     assert bool(torch.isfinite(g[0]).all()) and bool(torch.isfinite(g[1, 1]).all())
 
 
-@pytest.mark.xfail(strict=True, reason="engine request 6: the FFT path adds rounding noise to sigma-0 images")
 def test_zero_blur_images_are_bit_exact_in_any_batch():
     x = _images(29, shape=(3, 2, 40, 40), dtype=torch.float32)
     z = torch.tensor([0.0, 12.0, 0.0])
@@ -518,7 +517,6 @@ def test_gradcheck_box_blur_images():
     assert _gradcheck(lambda a: bk.box_blur(a, torch.tensor([3, 5])), (x,))
 
 
-@pytest.mark.xfail(strict=True, reason="engine request 5: identity shortcut drops the graph of angle")
 def test_identity_keeps_graph_of_other_parameters():
     x = _images(35, shape=(2, 1, 8, 9))
     for fn in (lambda a: bk.motion_blur(x, 0.0, a), lambda a: bk.gaussian_blur(x, 0.0, angle=a),

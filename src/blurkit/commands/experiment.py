@@ -12,7 +12,8 @@ to the image size. Finished regimes are not trained again: rerun the same comman
 from __future__ import annotations
 
 import argparse
-import json
+
+from . import keyval
 
 EXAMPLES = """examples:
   blurkit experiment                          # Fashion-MNIST, standard/weak/strong, ~10 min on 2 CPU cores
@@ -28,16 +29,6 @@ def _regimes(text: str) -> tuple[str, ...]:
     if not vals:
         raise argparse.ArgumentTypeError(f"expected comma-separated regime names, got {text!r}")
     return vals
-
-
-def _keyval(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -65,7 +56,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--regimes", type=_regimes, help="comma-separated training regimes (default standard,weak,strong;"
                                                     " see blurkit train --help for the others)")
     p.add_argument("--model", help="architecture: small-cnn (default), resnet18-cifar, resnet18, alexnet, ...")
-    p.add_argument("--model-option", action="append", type=_keyval, metavar="KEY=VALUE",
+    p.add_argument("--model-option", action="append", type=keyval, metavar="KEY=VALUE",
                    help="model option (default width=16 for small-cnn), repeatable")
     p.add_argument("--epochs", type=int, help="training epochs per regime (default 2; quick 1)")
     p.add_argument("--train-limit", type=int, help="training images (random subset; default 10000; quick 1024)")

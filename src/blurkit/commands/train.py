@@ -9,10 +9,10 @@ Sigmas are pixels at 224 x 224 (``--reference-size``), scaled to the training re
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..errors import BlurkitError
+from . import keyval
 
 EXAMPLES = """regimes: standard, weak, strong (Jang & Tong 2024); mix, random-mix, multi-steps (Yoshihara 2023);
   custom (--sigmas/--weights or --sigma-range), schedule (--stages), families, adversarial, consistency,
@@ -34,16 +34,6 @@ def _floats(text: str) -> list[float]:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _keyval(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
 
 
 def _size(text: str) -> int:
@@ -73,7 +63,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--model", help="small-cnn (default), resnet18, resnet50, resnet18-cifar, resnet50-cifar, "
                                    "alexnet, or module:function")
     g.add_argument("--blurpool", action="store_true", help="anti-aliased variant (BlurPool, Zhang 2019)")
-    g.add_argument("--model-option", dest="model_option", action="append", type=_keyval, metavar="KEY=VALUE",
+    g.add_argument("--model-option", dest="model_option", action="append", type=keyval, metavar="KEY=VALUE",
                    help="model option, e.g. width=16, norm=group, stem=cifar (repeatable)")
     g = p.add_argument_group("blur regime")
     g.add_argument("--regime", help="blur regime (see below); default standard")
@@ -81,7 +71,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--weights", type=_floats, help="custom regime: weights of --sigmas")
     g.add_argument("--sigma-range", type=_floats, metavar="LOW,HIGH", help="custom regime: uniform sigma range")
     g.add_argument("--stages", metavar="EPOCH:SIGMA,...", help="schedule regime, e.g. 0:4,5:2,10:0")
-    g.add_argument("--regime-option", dest="regime_option", action="append", type=_keyval, metavar="KEY=VALUE",
+    g.add_argument("--regime-option", dest="regime_option", action="append", type=keyval, metavar="KEY=VALUE",
                    help="regime option (JSON value), e.g. sigma_max=4, base=\"weak\", views=2 (repeatable)")
     g.add_argument("--reference-size", type=int, help="image side the sigmas refer to (224; 0: pixels as is)")
     g.add_argument("--truncate", type=float, help="kernel radius ceil(truncate*sigma) (default: the regime's)")

@@ -182,6 +182,9 @@ def _load_lib() -> ctypes.CDLL | None:
         lib.bk_conv2d.argtypes = [ctypes.c_int, vp, vp, i64, i64, i64, i64, vp, i64, i64, p64, p64,
                                   p64, p64, i64, i64, ctypes.c_double, ctypes.c_int]
         lib.bk_conv2d.restype = ctypes.c_int
+        lib.bk_blur_effect_sums.argtypes = [vp, vp, i64, i64, i64, i64, vp, vp, vp, vp, i64, p64, p64, i64,
+                                            ctypes.c_int]
+        lib.bk_blur_effect_sums.restype = ctypes.c_int
         lib.bk_hugepage_hint.argtypes = [vp, i64]
         lib.bk_hugepage_hint.restype = ctypes.c_int
         _LIB = lib
@@ -254,6 +257,40 @@ def _c_2d(x, k, ry, rx, border, value, out=None):
                        torch.get_num_threads())
     if st != 0:
         raise MemoryError("blurkit: the compiled 2-D filter could not allocate its scratch buffers")
+    return out
+
+
+def blur_effect_sums(x: torch.Tensor, weights: torch.Tensor, smooth: torch.Tensor, edge: torch.Tensor,
+                     both: torch.Tensor) -> torch.Tensor | None:
+    """Fused sums of the Crete blur effect on the compiled CPU path, or ``None`` where it does not apply.
+
+    Per image: grey ``sum_c weights[c] * x[:, c]``; for each axis ``a`` the absolute correlation with
+    ``edge`` along ``a`` (``sharp``) and with ``both`` (edge composed with the re-blur) along ``a``,
+    both on the grey image smoothed by ``smooth`` across ``a``, symmetric borders, summed over the
+    interior ``[2, n-1)``. Used by :func:`blurkit.measure.blur_effect`.
+
+    Args:
+        x: ``(B, C, H, W)`` float32 CPU tensor, no gradient; ``weights``: ``(C,)``; ``smooth``,
+            ``edge``: 3 taps; ``both``: odd number of taps (correlation form).
+
+    Returns:
+        ``(B, 4)`` float64: ``sum sharp_0, sum min(sharp_0, blur_0), sum sharp_1, sum min(sharp_1, blur_1)``.
+    """
+    if not _use_compiled(x) or x.dtype != torch.float32 or x.dim() != 4:
+        return None
+    B, C, H, W = x.shape
+    nb = both.numel()
+    R = max(nb // 2, 1)
+    x = x.contiguous()
+    out = torch.empty(B, 4, dtype=torch.float64)
+    wc = weights.to(torch.float64).contiguous()
+    sm, ed, bo = (t.to(torch.float32).contiguous() for t in (smooth, edge, both))
+    rowmap = border_index(H, R, R, "symmetric")
+    colmap = border_index(W, R, R, "symmetric")
+    st = _load_lib().bk_blur_effect_sums(_ptr(x), _ptr(out), B, C, H, W, _ptr(wc), _ptr(sm), _ptr(ed), _ptr(bo),
+                                         nb, _ptr(rowmap), _ptr(colmap), R, torch.get_num_threads())
+    if st != 0:
+        raise MemoryError("blurkit: the compiled blur-effect kernel could not allocate its scratch buffers")
     return out
 
 

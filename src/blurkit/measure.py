@@ -234,6 +234,10 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     _check_min_size(x4, 4, "images", "blur_effect (a 2-pixel margin is left out)")
     _grey(x4[:1, :, :1, :1], _SKIMAGE, "images")  # channel check before any work
     scale = 1 / 255.0 if images.dtype == torch.uint8 else 1.0
+    fused = _blur_effect_fused(x4, scale, h_size)
+    if fused is not None:
+        out = fused if return_axes else fused.amax(dim=1)
+        return _out(out, squeezed)
     kx, ky = _blur_effect_kernels(h_size, x4.dtype, x4.device)
     chunks = _chunks(x4)
     n = chunks[0].stop - chunks[0].start
@@ -242,6 +246,24 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     axes = torch.cat([_blur_effect_axes(x4[c], scale, kx, ky, buf) for c in chunks])
     out = axes if return_axes else axes.amax(dim=1)
     return _out(out, squeezed)
+
+
+def _blur_effect_fused(x: torch.Tensor, scale: float, h_size: int) -> torch.Tensor | None:
+    """Per-axis blur effect ``(B, 2)`` from the engine's fused compiled sums, or ``None`` (no compiled
+    path: CPU float32 without gradient only)."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return None
+    box = _uniform1d(h_size, torch.float64, torch.device("cpu"))
+    edge = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    both = F.conv1d(F.pad(edge, (box.numel() - 1, box.numel() - 1))[None, None], box.flip(0)[None, None])[0, 0]
+    w = torch.tensor(_SKIMAGE if x.shape[1] == 3 else (1.0,), dtype=torch.float64) * scale
+    sums = _f.blur_effect_sums(x, w, torch.tensor([0.25, 0.5, 0.25]), edge, both)
+    if sums is None:
+        return None
+    m1 = sums[:, 0::2]
+    kept = sums[:, 1::2]
+    ratio = torch.where(m1 > 0, kept / m1.clamp_min(_EPSILON), torch.ones_like(m1))
+    return ratio.to(x.dtype)
 
 
 def _blur_effect_kernels(h_size: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -129,7 +129,10 @@ def _prepare(images: object) -> tuple[torch.Tensor, bool, bool]:
 
 
 def _finish(y: torch.Tensor, images: torch.Tensor, squeezed: bool, is_u8: bool) -> torch.Tensor:
-    y = y.clamp(0.0, 1.0)
+    # ``y`` is the corruption's own fresh output: clip it in place (a new batch-sized buffer costs
+    # more than the clip), unless it shares memory with the input or carries autograd history.
+    own = not y.requires_grad and y.untyped_storage().data_ptr() != images.untyped_storage().data_ptr()
+    y = y.clamp_(0.0, 1.0) if own else y.clamp(0.0, 1.0)
     if is_u8:
         y = (y * 255.0).floor().clamp(0, 255).to(torch.uint8)
     elif y.dtype != images.dtype:

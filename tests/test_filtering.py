@@ -625,3 +625,18 @@ def test_cuda_matches_scipy_and_keeps_device(border):
     yc = bk.defocus_blur(xc, 2.5, border=border)
     assert yc.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(yc.cpu(), bk.defocus_blur(x.float(), 2.5, border=border), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("border", BORDERS)
+def test_kernels_far_larger_than_the_image_match_scipy(border):
+    """Kernels many times the image size are folded onto the border (matrix path), still exact."""
+    x = torch.rand(3, 2, 7, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    sigma = torch.tensor([0.0, 12.3, 55.0], dtype=torch.float64)
+    sigma_y = torch.tensor([2.0, 40.7, 0.0], dtype=torch.float64)
+    y = bk.gaussian_blur(x, sigma, sigma_y=sigma_y, border=border, value=CVAL)
+    for i in range(3):
+        sx, sy = float(sigma[i]), float(sigma_y[i])
+        radius = (math.ceil(3 * sy - 1e-9), math.ceil(3 * sx - 1e-9))
+        ref = ndi.gaussian_filter(x[i].numpy(), (0, sy, sx), mode=SCIPY_MODE[border], cval=CVAL, truncate=3.0,
+                                  radius=(0, *radius))
+        assert np.abs(y[i].numpy() - ref).max() <= 1e-10

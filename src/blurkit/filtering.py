@@ -452,6 +452,38 @@ def _keep_identity(y: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.T
     return torch.where(ident.view(-1, 1, 1, 1), x * centre.view(-1, 1, 1, 1).to(x.dtype), y)
 
 
+def _axis_matrix(k: torch.Tensor, n: int, border: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold centred 1-D kernels ``(B, K)`` and a border onto an axis of length ``n``.
+
+    Returns ``(M, c)``: ``M`` ``(B, n, n)`` with ``M[b, i, j] = sum of k[b, t] over the taps t whose padded
+    position i + t - K//2 has source j``, and ``c`` ``(B, n)`` the weight that falls on a constant border.
+    Filtering along the axis is then ``M @ x + value * c``, whatever the kernel's size.
+    """
+    B, K = k.shape
+    idx = _index_on(n, K // 2, K // 2, border, k.device)
+    src = idx[torch.arange(n, device=k.device)[:, None] + torch.arange(K, device=k.device)[None, :]]  # (n, K)
+    inside = (src >= 0).to(k.dtype)
+    w = k[:, None, :] * inside  # (B, n, K)
+    M = torch.zeros(B, n, n, dtype=k.dtype, device=k.device)
+    M = M.scatter_add(2, src.clamp_min(0).expand(B, n, K), w)
+    c = (k[:, None, :] * (1 - inside)).sum(-1)
+    return M, c
+
+
+def _matrix_sep(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, value: float) -> torch.Tensor:
+    """Separable filtering as two small matrix products (kernels far larger than the image)."""
+    H, W = x.shape[-2:]
+    Mx, cx = _axis_matrix(kx.to(x.dtype), W, border)
+    My, cy = _axis_matrix(ky.to(x.dtype), H, border)
+    y = torch.matmul(x, Mx.transpose(1, 2)[:, None])
+    if border == "constant" and value != 0:
+        y = y + value * cx[:, None, None, :]
+    y = torch.matmul(My[:, None], y)
+    if border == "constant" and value != 0:
+        y = y + (value * kx.to(x.dtype).sum(-1))[:, None, None, None] * cy[:, None, :, None]
+    return y
+
+
 def _sep_as_2d(kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
     return ky[:, :, None] * kx[:, None, :]
 
@@ -531,6 +563,9 @@ def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, 
         taps = float((2 * rx + 1).float().mean() + (2 * ry + 1).float().mean())
     compiled = _use_compiled(x, kx, ky)
     H, W = x.shape[-2:]
+    if method == "auto" and (kx.shape[1] > 4 * W or ky.shape[1] > 4 * H):
+        # Kernels far wider than the image: fold them onto the border (cost ~ H + W per pixel).
+        return _matrix_sep(x, kx, ky, border, value)
     m = _choose(method, x, taps, (H + ky.shape[1]) * (W + kx.shape[1]), compiled)
     if m == "direct" and method == "auto":
         m = "separable"

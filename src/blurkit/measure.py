@@ -30,6 +30,7 @@ metrics; the full-reference ones accept any channel count.
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import lru_cache
 
@@ -248,37 +249,49 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     return _out(out, squeezed)
 
 
-def _blur_effect_fused(x: torch.Tensor, scale: float, h_size: int) -> torch.Tensor | None:
-    """Per-axis blur effect ``(B, 2)`` from the engine's fused compiled sums, or ``None`` (no compiled
-    path: CPU float32 without gradient only)."""
-    if x.requires_grad and torch.is_grad_enabled():
-        return None
-    box = _uniform1d(h_size, torch.float64, torch.device("cpu"))
-    edge = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
-    both = F.conv1d(F.pad(edge, (box.numel() - 1, box.numel() - 1))[None, None], box.flip(0)[None, None])[0, 0]
-    w = torch.tensor(_SKIMAGE if x.shape[1] == 3 else (1.0,), dtype=torch.float64) * scale
-    sums = _f.blur_effect_sums(x, w, torch.tensor([0.25, 0.5, 0.25]), edge, both)
-    if sums is None:
-        return None
-    m1 = sums[:, 0::2]
-    kept = sums[:, 1::2]
-    ratio = torch.where(m1 > 0, kept / m1.clamp_min(_EPSILON), torch.ones_like(m1))
-    return ratio.to(x.dtype)
-
-
-def _blur_effect_kernels(h_size: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(kernel_x, kernel_y), each (4, k): Sobel along y of the image and of its y re-blur, then along x.
+@functools.lru_cache(maxsize=16)
+def _blur_effect_taps(h_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(smooth, edge, both) float64 taps of the blur effect, built once per ``h_size``.
 
     ``skimage.filters.sobel(axis=a)`` is ``[1, 0, -1]`` along ``a`` times ``[1, 2, 1] / 4`` across;
     the re-blur is scipy's ``uniform_filter1d(h_size)``. Sobel after the re-blur is one filter whose
-    taps along ``a`` are the composition of the two (correlations compose by convolving the taps).
-    Inside the 2-pixel margin that the metric keeps, it only reads real rows/columns of the
-    re-blurred image, so it equals filtering twice with mirrored borders there.
+    taps along ``a`` (``both``) are the composition of the two (correlations compose by convolving
+    the taps). Inside the 2-pixel margin that the metric keeps, it only reads real rows/columns of
+    the re-blurred image, so it equals filtering twice with mirrored borders there.
     """
     box = _uniform1d(h_size, torch.float64, torch.device("cpu"))
     edge = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)  # correlation form, sign irrelevant
     smooth = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
     both = F.conv1d(F.pad(edge, (box.numel() - 1, box.numel() - 1))[None, None], box.flip(0)[None, None])[0, 0]
+    return smooth, edge, both
+
+
+def _blur_effect_ratio(m1: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Crete's per-axis value from ``M1 = sum sharp`` and ``sum min(sharp, blur)`` (float64).
+
+    scikit-image clamps both maps to >= eps (2.2e-16) first: a relative 1e-16 except where the
+    Sobel response is 0 everywhere, where its value is exactly 1 (as here).
+    """
+    return torch.where(m1 > 0, kept / m1.clamp_min(_EPSILON), torch.ones_like(m1))
+
+
+def _blur_effect_fused(x: torch.Tensor, scale: float, h_size: int) -> torch.Tensor | None:
+    """Per-axis blur effect ``(B, 2)`` from the engine's fused compiled sums, or ``None`` (no compiled
+    path: CPU float32 without gradient only)."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return None
+    smooth, edge, both = _blur_effect_taps(h_size)
+    w = torch.tensor(_SKIMAGE if x.shape[1] == 3 else (1.0,), dtype=torch.float64) * scale
+    sums = _f.blur_effect_sums(x, w, smooth, edge, both)
+    if sums is None:
+        return None
+    return _blur_effect_ratio(sums[:, 0::2], sums[:, 1::2]).to(x.dtype)
+
+
+def _blur_effect_kernels(h_size: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(kernel_x, kernel_y), each (4, k): Sobel along y of the image and of its y re-blur, then along x
+    (the taps of :func:`_blur_effect_taps`, zero-padded to one length)."""
+    smooth, edge, both = _blur_effect_taps(h_size)
     k = both.numel()
     pad3 = lambda t: F.pad(t, ((k - 3) // 2, (k - 3) // 2))  # noqa: E731
     kx = torch.stack([pad3(smooth), pad3(smooth), pad3(edge), both])
@@ -305,12 +318,9 @@ def _blur_effect_axes(x: torch.Tensor, scale: float, kx: torch.Tensor, ky: torch
     sob = sob.abs_().view(2, 2, B, H, W)[..., 2:H - 1, 2:W - 1]  # axis, sharp/blur
     sharp, blur = sob[:, 0], sob[:, 1]
     # Crete: |M1 - M2| / M1 with M2 = sum max(0, sharp - blur), i.e. M1 - M2 = sum min(sharp, blur).
-    # scikit-image clamps both maps to >= eps (2.2e-16) first: a relative 1e-16 except where the
-    # Sobel response is 0 everywhere, where its value is exactly 1 (as below).
     m1 = sharp.sum(dim=(-2, -1)).double()
     kept = torch.minimum(sharp, blur, out=blur).sum(dim=(-2, -1)).double()
-    ratio = torch.where(m1 > 0, kept / m1.clamp_min(_EPSILON), torch.ones_like(m1))
-    return ratio.to(x.dtype).T.contiguous()
+    return _blur_effect_ratio(m1, kept).to(x.dtype).T.contiguous()
 
 
 def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.1, *, window: bool = True) -> torch.Tensor:

@@ -44,8 +44,9 @@ typedef struct {
     const int64_t *rowmap, *colmap;
     int64_t Ry, Rx;     /* maps are built for these maximal radii */
     double cval;
-    int64_t p0, p1;     /* planes [p0, p1) */
+    int64_t p0, p1;     /* planes [p0, p1) (images for the blur-effect sums) */
     int status;
+    const void *a1, *a2; /* blur-effect sums: the composed kernel and the grey weights */
 } job_t;
 
 /* ------------------------------------------------------------------------------ separable */
@@ -224,19 +225,12 @@ BK_AVX2 static void d2_f64_avx2(job_t *j) { D2_BODY(double, row_f64) }
  * of its h-box re-blur along a (blur, one composed filter), both absolute, summed over the kept
  * interior [2, n-1): out[b] = {sum sharp_0, sum min(sharp_0, blur_0), sum sharp_1, sum min(...)}.
  * Borders use the index maps (scipy "reflect"); no full-size intermediate besides three planes. */
-typedef struct {
-    const float *x;
-    double *out;
-    int64_t C, H, W, R, nb;
-    const double *wc;
-    const float *smooth, *edge, *both;
-    const int64_t *rowmap, *colmap; /* symmetric maps for +-R */
-    int64_t p0, p1;
-    int status;
-} bfx_t;
 
 #define BFX_BODY                                                                               \
-    const int64_t H = j->H, W = j->W, C = j->C, R = j->R, nb = j->nb;                          \
+    const int64_t H = j->H, W = j->W, C = j->C, R = j->K1, nb = j->K2;                         \
+    const float *xin = (const float *)j->in, *bo = (const float *)j->a1;                       \
+    const double *wc = (const double *)j->a2;                                                  \
+    double *dout = (double *)j->out;                                                           \
     float *g = (float *)malloc(sizeof(float) * (size_t)(H * W));                               \
     float *sx = (float *)malloc(sizeof(float) * (size_t)(H * W));                              \
     float *sy = (float *)malloc(sizeof(float) * (size_t)(H * W));                              \
@@ -246,13 +240,13 @@ typedef struct {
     if (!g || !sx || !sy || !row || !acc || !acc2) {                                           \
         free(g); free(sx); free(sy); free(row); free(acc); free(acc2); j->status = 1; return;   \
     }                                                                                          \
-    const float *sm = j->smooth, *ed = j->edge, *bo = j->both;                                 \
+    const float *sm = (const float *)j->k1, *ed = (const float *)j->k2;                        \
     const int64_t *rm = j->rowmap + R, *cm = j->colmap + R; /* rm[i] valid for i in [-R, H+R) */ \
     for (int64_t b = j->p0; b < j->p1; ++b) {                                                  \
-        const float *xb = j->x + b * C * H * W;                                                \
-        for (int64_t i = 0; i < H * W; ++i) g[i] = (float)j->wc[0] * xb[i];                    \
+        const float *xb = xin + b * C * H * W;                                                \
+        for (int64_t i = 0; i < H * W; ++i) g[i] = (float)wc[0] * xb[i];                    \
         for (int64_t c = 1; c < C; ++c) {                                                      \
-            const float wcc = (float)j->wc[c], *xc = xb + c * H * W;                           \
+            const float wcc = (float)wc[c], *xc = xb + c * H * W;                           \
             for (int64_t i = 0; i < H * W; ++i) g[i] += wcc * xc[i];                            \
         }                                                                                      \
         for (int64_t y = 0; y < H; ++y) { /* sx: smoothed along x; sy: along y */              \
@@ -298,14 +292,14 @@ typedef struct {
             }                                                                                  \
             m1b += s1; kb += s2;                                                               \
         }                                                                                      \
-        j->out[4 * b + 0] = m1a; j->out[4 * b + 1] = ka;                                       \
-        j->out[4 * b + 2] = m1b; j->out[4 * b + 3] = kb;                                       \
+        dout[4 * b + 0] = m1a; dout[4 * b + 1] = ka;                                           \
+        dout[4 * b + 2] = m1b; dout[4 * b + 3] = kb;                                           \
     }                                                                                          \
     free(g); free(sx); free(sy); free(row); free(acc); free(acc2);
 
-static void bfx_base(bfx_t *j) { BFX_BODY }
+static void bfx_base(job_t *j) { BFX_BODY }
 #if BK_X86
-BK_AVX2 static void bfx_avx2(bfx_t *j) { BFX_BODY }
+BK_AVX2 static void bfx_avx2(job_t *j) { BFX_BODY }
 #endif
 
 /* ------------------------------------------------------------------------------ dispatch */
@@ -384,40 +378,11 @@ int bk_conv2d(int is_double, const void *in, void *out, int64_t B, int64_t C, in
     return run_parallel(is_double ? PICK(d2_f64) : PICK(d2_f32), &j, B * C, nthreads);
 }
 
-typedef void (*bfx_fn)(bfx_t *);
-typedef struct { bfx_fn fn; bfx_t *job; } bfx_task_t;
-static void *bfx_run(void *arg) { bfx_task_t *t = (bfx_task_t *)arg; t->fn(t->job); return NULL; }
-
 int bk_blur_effect_sums(const float *x, double *out, int64_t B, int64_t C, int64_t H, int64_t W,
                         const double *wc, const float *smooth, const float *edge, const float *both,
                         int64_t nb, const int64_t *rowmap, const int64_t *colmap, int64_t R, int nthreads) {
-#if BK_X86
-    bfx_fn fn = have_avx2() ? bfx_avx2 : bfx_base;
-#else
-    bfx_fn fn = bfx_base;
-#endif
-    if (nthreads < 1) nthreads = 1;
-    if (nthreads > B) nthreads = (int)B;
-    if (nthreads > 256) nthreads = 256;
-    bfx_t jobs[256];
-    bfx_task_t tasks[256];
-    pthread_t th[256];
-    int started[256];
-    int status = 0;
-    for (int i = 0; i < nthreads; ++i) {
-        bfx_t j = {x, out, C, H, W, R, nb, wc, smooth, edge, both, rowmap, colmap, B * i / nthreads,
-                   B * (i + 1) / nthreads, 0};
-        jobs[i] = j;
-        tasks[i].fn = fn;
-        tasks[i].job = &jobs[i];
-        started[i] = 0;
-    }
-    for (int i = 1; i < nthreads; ++i) started[i] = pthread_create(&th[i], NULL, bfx_run, &tasks[i]) == 0;
-    for (int i = 1; i < nthreads; ++i) if (!started[i]) fn(&jobs[i]);
-    fn(&jobs[0]);
-    for (int i = 1; i < nthreads; ++i) if (started[i]) pthread_join(th[i], NULL);
-    for (int i = 0; i < nthreads; ++i) status |= jobs[i].status;
-    return status;
+    job_t j = {x, out, C, H, W, smooth, edge, R, nb, NULL, NULL, rowmap, colmap, R, R, 0.0, 0, 0, 0, both, wc};
+    return run_parallel(PICK(bfx), &j, B, nthreads);
 }
 
 int bk_version(void) { return 1; }

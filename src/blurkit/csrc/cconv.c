@@ -22,15 +22,7 @@
 #include <sys/mman.h>
 #endif
 
-/* x86-64: every work function is compiled twice, for AVX2+FMA and for the baseline, and the
- * AVX2 one is chosen at run time when the CPU has it (feature test, not CPU model). */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define BK_X86 1
-#define BK_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define BK_X86 0
-#define BK_AVX2
-#endif
+#include "bk_common.h"
 
 typedef struct {
     const void *in;
@@ -302,26 +294,6 @@ static void bfx_base(job_t *j) { BFX_BODY }
 BK_AVX2 static void bfx_avx2(job_t *j) { BFX_BODY }
 #endif
 
-/* ------------------------------------------------------------------------------ dispatch */
-static int have_avx2(void) {
-#if BK_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
-
-#if BK_X86
-#define PICK(name) (have_avx2() ? name##_avx2 : name##_base)
-#else
-#define PICK(name) (name##_base)
-#endif
-
 /* ------------------------------------------------------------------------------- threads */
 typedef void (*work_fn)(job_t *);
 typedef struct { work_fn fn; job_t *job; } task_t;
@@ -358,6 +330,39 @@ static int run_parallel(work_fn fn, job_t *proto, int64_t planes, int nthreads) 
     for (int i = 1; i < nthreads; ++i)
         if (started[i]) pthread_join(th[i], NULL);
     for (int i = 0; i < nthreads; ++i) status |= jobs[i].status;
+    return status;
+}
+
+
+/* The generic runner of the other translation units (bk_common.h): fn(ctx, i0, i1) over [0, n). */
+typedef struct { bk_chunk_fn fn; void *ctx; int64_t i0, i1; int status; } chunk_t;
+
+static void *run_chunk(void *arg) {
+    chunk_t *c = (chunk_t *)arg;
+    c->status = c->fn(c->ctx, c->i0, c->i1);
+    return NULL;
+}
+
+int bk_run_chunks(bk_chunk_fn fn, void *ctx, int64_t n, int nthreads) {
+    if (n <= 0) return 0;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > n) nthreads = (int)n;
+    if (nthreads > 256) nthreads = 256;
+    chunk_t ch[256];
+    pthread_t th[256];
+    int started[256];
+    for (int i = 0; i < nthreads; ++i) {
+        ch[i] = (chunk_t){fn, ctx, n * i / nthreads, n * (i + 1) / nthreads, 0};
+        started[i] = 0;
+    }
+    for (int i = 1; i < nthreads; ++i) started[i] = pthread_create(&th[i], NULL, run_chunk, &ch[i]) == 0;
+    for (int i = 1; i < nthreads; ++i)
+        if (!started[i]) run_chunk(&ch[i]);
+    run_chunk(&ch[0]);
+    int status = 0;
+    for (int i = 1; i < nthreads; ++i)
+        if (started[i]) pthread_join(th[i], NULL);
+    for (int i = 0; i < nthreads; ++i) status |= ch[i].status;
     return status;
 }
 

@@ -272,6 +272,49 @@ def test_corrupt_dispatch_uint8_and_single_image(photos224):
     assert np.abs(yu[0].permute(1, 2, 0).double().numpy() - ref).max() <= 1
 
 
+@pytest.mark.parametrize("eager", [False, True], ids=["compiled", "eager"])
+def test_uint8_pipeline_matches_reference_uint8(photos224, eager, monkeypatch):
+    """uint8 in -> uint8 out, as ImageNet-C runs: np.uint8(clip(ref(u8 / 255)) * 255) to within 1 level."""
+    from blurkit import filtering as F
+
+    monkeypatch.setattr(F, "_FORCE_TORCH", eager)
+    u8 = (torch.from_numpy(photos224[:2]).permute(0, 3, 1, 2) * 255).round().to(torch.uint8).contiguous()
+    xs = [im.permute(1, 2, 0).double().numpy() / 255.0 for im in u8]
+
+    def check(ours, refs):
+        assert ours.dtype == torch.uint8
+        o = ours.permute(0, 2, 3, 1).double().numpy()
+        r = np.stack([np.floor(np.clip(ref, 0, 1) * 255) for ref in refs])
+        assert np.abs(o - r).max() <= 1 and (o != r).mean() < 0.01
+
+    for sev in (1, 3, 5):
+        check(C.gaussian_blur(u8, sev), [ref_gaussian_blur(x, C.PARAMS["imagenet"]["gaussian_blur"][sev - 1])
+                                         for x in xs])
+        radius, sigma = C.PARAMS["imagenet"]["motion_blur"][sev - 1]
+        check(C.motion_blur(u8, sev, angle=torch.tensor([-30.0, 17.0])),
+              [ref_motion_blur(x, radius, sigma, a) for x, a in zip(xs, (-30.0, 17.0))])
+    sigma, delta, iters = C.PARAMS["imagenet"]["glass_blur"][0]
+    crop = u8[:1, :, :64, :64].contiguous()
+    off = C.glass_offsets(1, 64, 64, 1, generator=torch.Generator().manual_seed(1))
+    ref = ref_glass_blur(crop[0].permute(1, 2, 0).double().numpy() / 255.0, sigma, delta, iters, off.numpy()[..., 0, :])
+    check(C.glass_blur(crop, 1, offsets=off), [ref])
+
+
+def test_fused_clip_and_dtypes(photos224):
+    """Float results are clipped to [0, 1] in the input's dtype, float64 stays float64 and agrees."""
+    x = _t(photos224[:1])
+    y32 = C.gaussian_blur(x, 3)
+    y64 = C.gaussian_blur(torch.from_numpy(photos224[:1]).permute(0, 3, 1, 2).contiguous(), 3)
+    assert y32.dtype == torch.float32 and y64.dtype == torch.float64
+    assert float((y32.double() - y64).abs().max()) < 1e-5
+    ref = ref_gaussian_blur(photos224[0], 3)
+    assert np.abs(y64[0].permute(1, 2, 0).numpy() - ref).max() < 1e-12
+    bright = (x * 1.0 + 0.0).clamp(0, 1)
+    bright[..., :8, :8] = 1.0  # a saturated corner: the blur of values near 1 must clip, not exceed
+    z = C.motion_blur(bright, 5, angle=10.0)
+    assert float(z.max()) <= 1.0 and float(z.min()) >= 0.0
+
+
 def test_float16_and_generator_reproducible(photos224):
     x = _t(photos224[:1]).half()
     y = C.gaussian_blur(x, 1)

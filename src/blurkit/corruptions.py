@@ -113,6 +113,14 @@ def _param(name: str, severity: int, dataset: str):
     return PARAMS[dataset][name][int(severity) - 1]
 
 
+def _check_range(x: torch.Tensor) -> None:
+    """Float images must hold values in [0, 1] (one pass over the batch)."""
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError("images must hold values in [0, 1] (ImageNet-C corruptions are defined on "
+                         f"[0, 1] images; un-normalise first); got values in [{lo:.4g}, {hi:.4g}]")
+
+
 def _prepare(images: object) -> tuple[torch.Tensor, bool, bool]:
     """Validate ``images``; return a float working batch in [0, 1], squeezed flag, uint8 flag."""
     x4, squeezed = check_images(images)
@@ -121,10 +129,7 @@ def _prepare(images: object) -> tuple[torch.Tensor, bool, bool]:
         x = x4.float() / 255.0
     else:
         x = x4 if x4.dtype in (torch.float32, torch.float64) else x4.float()
-        lo, hi = float(x.detach().min()), float(x.detach().max())
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError("images must hold values in [0, 1] (ImageNet-C corruptions are defined on "
-                             f"[0, 1] images; un-normalise first); got values in [{lo:.4g}, {hi:.4g}]")
+        _check_range(x)
     return x, squeezed, is_u8
 
 
@@ -140,6 +145,51 @@ def _finish(y: torch.Tensor, images: torch.Tensor, squeezed: bool, is_u8: bool) 
     return restore_batch(y, squeezed)
 
 
+def _prepare_raw(images: object) -> tuple[torch.Tensor, bool]:
+    """Validate ``images`` without converting them: ``(B, C, H, W)`` batch (uint8 or float in [0, 1])."""
+    x4, squeezed = check_images(images)
+    if x4.dtype != torch.uint8:
+        _check_range(x4)
+    return x4, squeezed
+
+
+def _blur_fused(x4: torch.Tensor, squeezed: bool, kernels: tuple[torch.Tensor, ...], border: str,
+                scale: float = 1.0, to_u8: bool | None = None,
+                out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Blur, clip and convert in one engine call: the corruption's result in ``x4``'s dtype.
+
+    ``x4`` is float in [0, 1], or uint8 read as ``v / 255``. ``kernels`` is ``(kx, ky)`` (separable)
+    or ``(k,)`` (2-D, per image). ``scale`` multiplies the blurred value (``v / 255`` for uint8
+    input) before the clip; the result is clipped to [0, 1], or with ``to_u8`` (default: uint8
+    input) returned as uint8 ``floor(255 clip(v, 0, 1))`` like the reference's ``np.uint8`` cast.
+    A float result has ``out_dtype`` (default: ``x4``'s float dtype, float32 for uint8 input).
+    On the compiled CPU path this is a single pass over the batch.
+    """
+    u8_in = x4.dtype == torch.uint8
+    to_u8 = u8_in if to_u8 is None else to_u8
+    # the kernels absorb the input's 1/255 (uint8) and the output's 255 (uint8 result)
+    f = scale * (1.0 / 255.0 if u8_in else 1.0) * (255.0 if to_u8 else 1.0)
+    kind, hi = (_f.OUT_U8_FLOOR, 255.0) if to_u8 else (_f.OUT_CLIP, 1.0)
+    B = x4.shape[0]
+    if len(kernels) == 2:
+        kx, ky = (k.expand(B, -1) for k in kernels)
+        y = _f._run_sep(x4, kx * f, ky, border, "auto", 0.0, out_kind=kind, lo=0.0, hi=hi)
+    else:
+        y = _f._run_2d(x4, kernels[0].expand(B, -1, -1) * f, border, "auto", 0.0, out_kind=kind, lo=0.0, hi=hi)
+    if not to_u8:
+        want = out_dtype or (torch.float32 if u8_in else x4.dtype)
+        y = y if y.dtype == want else y.to(want)
+    return restore_batch(y, squeezed)
+
+
+def _scipy_gaussian1d(sigma: float, device: torch.device) -> torch.Tensor:
+    """scipy.ndimage's Gaussian taps (radius ``int(4 sigma + 0.5)``, normalised) as ``(1, 2r + 1)`` float64."""
+    radius = int(4.0 * float(sigma) + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    w = torch.exp(-0.5 * t ** 2 / float(sigma) ** 2)
+    return (w / w.sum())[None]
+
+
 def _check_generator(generator: object, x: torch.Tensor) -> torch.Generator | None:
     if generator is None:
         return None
@@ -149,18 +199,6 @@ def _check_generator(generator: object, x: torch.Tensor) -> torch.Generator | No
         raise ValueError(f"generator is on {generator.device} but images are on {x.device}; "
                          "create the generator on the images' device")
     return generator
-
-
-def _skimage_gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``skimage.filters.gaussian(x, sigma)`` per channel: mode nearest, truncate 4.
-
-    scipy's radius is ``int(4 sigma + 0.5)``; the engine's is ``ceil(truncate sigma)``, so the
-    truncate factor is chosen to give scipy's radius exactly.
-    """
-    radius = int(4.0 * float(sigma) + 0.5)
-    if radius == 0:
-        return x.clone()
-    return _f.gaussian_blur(x, float(sigma), truncate=radius / float(sigma), border="replicate")
 
 
 # ------------------------------------------------------------------------------------ kernels
@@ -349,8 +387,9 @@ def gaussian_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "im
         Tensor like ``images``, clipped to ``[0, 1]``.
     """
     sigma = _param("gaussian_blur", severity, dataset)
-    x, sq, u8 = _prepare(images)
-    return _finish(_skimage_gaussian(x, sigma), images, sq, u8)
+    x4, sq = _prepare_raw(images)
+    k = _scipy_gaussian1d(sigma, x4.device)
+    return _blur_fused(x4, sq, (k, k), "replicate")
 
 
 def defocus_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet") -> torch.Tensor:
@@ -388,7 +427,7 @@ def motion_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imag
         Tensor like ``images``.
     """
     radius, sigma = _param("motion_blur", severity, dataset)
-    x, sq, u8 = _prepare(images)
+    x, sq = _prepare_raw(images)
     B, _, H, W = x.shape
     if angle is None:
         g = _check_generator(generator, x)
@@ -399,8 +438,8 @@ def motion_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imag
             raise ValueError(f"angle must be a finite number or have one value per image ({B}); "
                              f"got {describe(angle)}")
         a = a.expand(B)
-    k = motion_kernel(radius, sigma, a, height=H, width=W, dtype=x.dtype, device=x.device)
-    return _finish(_f.filter2d(x, k, border="replicate"), images, sq, u8)
+    k = motion_kernel(radius, sigma, a, height=H, width=W, dtype=torch.float64, device=x.device)
+    return _blur_fused(x, sq, (k,), "replicate")
 
 
 def zoom_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet") -> torch.Tensor:
@@ -453,7 +492,7 @@ def glass_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "image
         Tensor like ``images``.
     """
     sigma, delta, _ = _param("glass_blur", severity, dataset)
-    x, sq, u8 = _prepare(images)
+    x, sq = _prepare_raw(images)
     B, C, H, W = x.shape
     if offsets is None:
         g = _check_generator(generator, x)
@@ -462,10 +501,13 @@ def glass_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "image
         want = glass_offsets(1, H, W, severity, dataset).shape[:3] + (B, 2)
         if not isinstance(offsets, torch.Tensor) or tuple(offsets.shape) != tuple(want):
             raise ValueError(f"offsets must have shape {tuple(want)}; got {describe(offsets)}")
-    q = torch.floor(_skimage_gaussian(x, sigma) * 255.0).clamp(0, 255)  # np.uint8(... * 255)
+    k = _scipy_gaussian1d(sigma, x.device)
+    q = _blur_fused(x, False, (k, k), "replicate", to_u8=True)  # np.uint8(gaussian(x) * 255)
     perm = torch.as_tensor(_glass_permutation(offsets, H, W, delta), device=x.device)
     q = q.reshape(B, C, H * W).gather(2, perm[:, None, :].expand(B, C, H * W)).reshape(B, C, H, W)
-    return _finish(_skimage_gaussian(q / 255.0, sigma), images, sq, u8)
+    # the swapped uint8 image, read as q / 255, blurred again; the result in the input's dtype
+    u8 = x.dtype == torch.uint8
+    return _blur_fused(q, sq, (k, k), "replicate", to_u8=u8, out_dtype=None if u8 else x.dtype)
 
 
 def gaussian_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet",

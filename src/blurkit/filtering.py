@@ -164,6 +164,11 @@ def pad(images: torch.Tensor, padding: tuple[int, int, int, int], border: str = 
 # ------------------------------------------------------------------------- compiled CPU kernels
 _LIB: ctypes.CDLL | None = None
 _LIB_ERROR: str | None = None
+_ABI_VERSION = 2  # bk_version() of the C sources this module calls
+
+# Output modes of the compiled kernels (cconv.c): the value as computed, clipped to [lo, hi], or
+# uint8 of the clipped value rounded half-to-even (torch.round) or floored (numpy's uint8 cast).
+OUT_PLAIN, OUT_CLIP, OUT_U8_RINT, OUT_U8_FLOOR = 0, 1, 2, 3
 
 
 def _load_lib() -> ctypes.CDLL | None:
@@ -176,11 +181,15 @@ def _load_lib() -> ctypes.CDLL | None:
             raise ImportError("the compiled extension blurkit._cconv is not built")
         lib = ctypes.CDLL(spec.origin)
         vp, i64, p64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p
+        lib.bk_version.restype = ctypes.c_int
+        if lib.bk_version() < _ABI_VERSION:
+            raise ImportError("the compiled extension blurkit._cconv is out of date; reinstall blurkit")
+        modes = [ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_double]
         lib.bk_sep.argtypes = [ctypes.c_int, vp, vp, i64, i64, i64, i64, vp, i64, p64, vp, i64, p64,
-                               p64, p64, i64, i64, ctypes.c_double, ctypes.c_int]
+                               p64, p64, i64, i64, ctypes.c_double, ctypes.c_int, *modes]
         lib.bk_sep.restype = ctypes.c_int
         lib.bk_conv2d.argtypes = [ctypes.c_int, vp, vp, i64, i64, i64, i64, vp, i64, i64, p64, p64,
-                                  p64, p64, i64, i64, ctypes.c_double, ctypes.c_int]
+                                  p64, p64, i64, i64, ctypes.c_double, ctypes.c_int, *modes]
         lib.bk_conv2d.restype = ctypes.c_int
         lib.bk_blur_effect_sums.argtypes = [vp, vp, i64, i64, i64, i64, vp, vp, vp, vp, i64, p64, p64, i64,
                                             ctypes.c_int]
@@ -214,47 +223,60 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def _fresh_like(x: torch.Tensor) -> torch.Tensor:
-    """A new output buffer; large ones are hinted to use huge pages before their first touch."""
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+def _fresh_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new contiguous output buffer; large ones are hinted to use huge pages before their first touch."""
+    out = torch.empty(x.shape, dtype=x.dtype if dtype is None else dtype, device=x.device)
     _load_lib().bk_hugepage_hint(out.data_ptr(), out.numel() * out.element_size())
     return out
 
 
-def _c_sep(x, kx, ky, rx, ry, border, value, out=None):
+def _out_buffer(x: torch.Tensor, wdt: torch.dtype, out_kind: int) -> torch.Tensor:
+    return _fresh_like(x, torch.uint8 if out_kind in (OUT_U8_RINT, OUT_U8_FLOOR) else wdt)
+
+
+def _c_sep(x, kx, ky, rx, ry, border, value, out=None, out_kind=OUT_PLAIN, lo=0.0, hi=0.0, wdt=None):
+    """Compiled separable filter. ``x`` is float32/float64, or uint8 (read as 0..255) with ``wdt`` the
+    working float dtype; ``out_kind``/``lo``/``hi`` fuse a clip or a uint8 conversion into the write."""
     lib = _load_lib()
     B, C, H, W = x.shape
+    wdt = x.dtype if wdt is None else wdt
+    if not kx.shape[0] == ky.shape[0] == rx.shape[0] == ry.shape[0] == B:  # the C code reads one per image
+        raise AssertionError(f"blurkit: {B} images but {kx.shape[0]}/{ky.shape[0]} kernels")
     Rx, Ry = int(rx.max()), int(ry.max())
     colmap = border_index(W, Rx, Rx, border)
     rowmap = border_index(H, Ry, Ry, border)
-    kx = kx.to(x.dtype).contiguous()
-    ky = ky.to(x.dtype).contiguous()
+    kx = kx.to(wdt).contiguous()
+    ky = ky.to(wdt).contiguous()
     rx = rx.to(torch.int64).contiguous()
     ry = ry.to(torch.int64).contiguous()
     x = x.contiguous()
-    out = _fresh_like(x) if out is None else out
-    st = lib.bk_sep(int(x.dtype == torch.float64), _ptr(x), _ptr(out), B, C, H, W, _ptr(kx), kx.shape[1],
+    out = _out_buffer(x, wdt, out_kind) if out is None else out
+    st = lib.bk_sep(int(wdt == torch.float64), _ptr(x), _ptr(out), B, C, H, W, _ptr(kx), kx.shape[1],
                     _ptr(rx), _ptr(ky), ky.shape[1], _ptr(ry), _ptr(rowmap), _ptr(colmap), Ry, Rx,
-                    float(value), torch.get_num_threads())
+                    float(value), torch.get_num_threads(), int(x.dtype == torch.uint8), out_kind, lo, hi)
     if st != 0:
         raise MemoryError("blurkit: the compiled separable filter could not allocate its scratch buffers")
     return out
 
 
-def _c_2d(x, k, ry, rx, border, value, out=None):
+def _c_2d(x, k, ry, rx, border, value, out=None, out_kind=OUT_PLAIN, lo=0.0, hi=0.0, wdt=None):
+    """Compiled direct 2-D correlation over the kernels' non-zero taps (modes as :func:`_c_sep`)."""
     lib = _load_lib()
     B, C, H, W = x.shape
+    wdt = x.dtype if wdt is None else wdt
+    if not k.shape[0] == rx.shape[0] == ry.shape[0] == B:  # the C code reads one kernel per image
+        raise AssertionError(f"blurkit: {B} images but {k.shape[0]} kernels")
     Rx, Ry = int(rx.max()), int(ry.max())
     colmap = border_index(W, Rx, Rx, border)
     rowmap = border_index(H, Ry, Ry, border)
-    k = k.to(x.dtype).contiguous()
+    k = k.to(wdt).contiguous()
     ry = ry.to(torch.int64).contiguous()
     rx = rx.to(torch.int64).contiguous()
     x = x.contiguous()
-    out = _fresh_like(x) if out is None else out
-    st = lib.bk_conv2d(int(x.dtype == torch.float64), _ptr(x), _ptr(out), B, C, H, W, _ptr(k), k.shape[1],
+    out = _out_buffer(x, wdt, out_kind) if out is None else out
+    st = lib.bk_conv2d(int(wdt == torch.float64), _ptr(x), _ptr(out), B, C, H, W, _ptr(k), k.shape[1],
                        k.shape[2], _ptr(ry), _ptr(rx), _ptr(rowmap), _ptr(colmap), Ry, Rx, float(value),
-                       torch.get_num_threads())
+                       torch.get_num_threads(), int(x.dtype == torch.uint8), out_kind, lo, hi)
     if st != 0:
         raise MemoryError("blurkit: the compiled 2-D filter could not allocate its scratch buffers")
     return out
@@ -519,7 +541,9 @@ def _to_work(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _from_work(y: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    if images.dtype == torch.uint8:
+    if y.dtype == images.dtype:  # e.g. uint8 already produced by the compiled kernels
+        pass
+    elif images.dtype == torch.uint8:
         y = (y.round_().clamp_(0, 255) if not y.requires_grad else y.round().clamp(0, 255)).to(torch.uint8)
     elif y.dtype != images.dtype:
         y = y.to(images.dtype)
@@ -544,15 +568,37 @@ def _batch_kernels(k: torch.Tensor, B: int, name: str) -> torch.Tensor:
                      f"give one kernel or one per image")
 
 
+def _u8_compiled(x4: torch.Tensor, *kernels: torch.Tensor) -> bool:
+    """uint8 input that the compiled kernels read directly (no float copy of the batch)."""
+    return (x4.dtype == torch.uint8 and x4.device.type == "cpu" and not _FORCE_TORCH
+            and not (torch.is_grad_enabled() and any(k.requires_grad for k in kernels))
+            and _load_lib() is not None)
+
+
+def _apply_out(y: torch.Tensor, out_kind: int, lo: float, hi: float) -> torch.Tensor:
+    """The eager equivalent of the compiled kernels' fused output modes."""
+    if out_kind == OUT_PLAIN:
+        return y
+    y = y.clamp(lo, hi)
+    if out_kind == OUT_CLIP:
+        return y
+    return (y.round() if out_kind == OUT_U8_RINT else y.floor()).to(torch.uint8)
+
+
 def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, method: str,
-             value: float, radius: int | None = None) -> torch.Tensor:
-    """Core separable dispatch on a (B, C, H, W) working tensor.
+             value: float, radius: int | None = None, out_kind: int | None = None, lo: float = 0.0,
+             hi: float = 255.0) -> torch.Tensor:
+    """Core separable dispatch on a (B, C, H, W) batch.
 
     ``radius``: when every kernel is known to have this radius on both axes (a scalar parameter),
-    the per-image support detection is skipped.
+    the per-image support detection is skipped. ``out_kind`` (``OUT_*``, with ``lo``/``hi``) fuses a
+    clip or a uint8 conversion into the output; ``None`` returns the working float result, except
+    that uint8 input on the compiled path comes back as uint8 rounded half-to-even (what
+    :func:`_from_work` would make of it).
     """
     wdt = torch.float64 if torch.float64 in (x4.dtype, kx.dtype, ky.dtype) else torch.float32
-    x = _to_work(x4, wdt)
+    u8c = _u8_compiled(x4, kx, ky)
+    x = x4 if u8c else _to_work(x4, wdt)
     kx = kx.to(device=x.device, dtype=wdt)
     ky = ky.to(device=x.device, dtype=wdt)
     if radius is not None:
@@ -561,49 +607,61 @@ def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, 
     else:
         rx, ry = _support_1d(kx), _support_1d(ky)
         taps = float((2 * rx + 1).float().mean() + (2 * ry + 1).float().mean())
-    compiled = _use_compiled(x, kx, ky)
+    compiled = u8c or _use_compiled(x, kx, ky)
+    kind = (OUT_U8_RINT if u8c else OUT_PLAIN) if out_kind is None else out_kind
+    if out_kind is None and u8c:
+        lo, hi = 0.0, 255.0
     H, W = x.shape[-2:]
     if method == "auto" and (kx.shape[1] > 4 * W or ky.shape[1] > 4 * H):
         # Kernels far wider than the image: fold them onto the border (cost ~ H + W per pixel).
-        return _matrix_sep(x, kx, ky, border, value)
+        return _apply_out(_matrix_sep(_to_work(x, wdt), kx, ky, border, value), kind, lo, hi)
     m = _choose(method, x, taps, (H + ky.shape[1]) * (W + kx.shape[1]), compiled)
     if m == "direct" and method == "auto":
         m = "separable"
+    if compiled and m in ("separable", "direct"):
+        if m == "separable":
+            return _c_sep(x, kx, ky, rx, ry, border, value, out_kind=kind, lo=lo, hi=hi, wdt=wdt)
+        return _c_2d(x, _sep_as_2d(kx, ky), ry, rx, border, value, out_kind=kind, lo=lo, hi=hi, wdt=wdt)
+    x = _to_work(x, wdt)
     if m == "fft":
-        y = _keep_identity(_fft_2d(x, _sep_as_2d(kx, ky), border, value), x, _sep_as_2d(kx, ky))
-    elif m == "direct":
         k2 = _sep_as_2d(kx, ky)
-        y = _c_2d(x, k2, ry, rx, border, value) if compiled else _torch_2d(x, k2, ry, rx, border, value)
+        y = _keep_identity(_fft_2d(x, k2, border, value), x, k2)
+    elif m == "direct":
+        y = _torch_2d(x, _sep_as_2d(kx, ky), ry, rx, border, value)
     elif m in ("separable", "torch"):
-        if compiled and m == "separable":
-            y = _c_sep(x, kx, ky, rx, ry, border, value)
-        else:
-            y = _torch_sep(x, kx, ky, rx, ry, border, value)
+        y = _torch_sep(x, kx, ky, rx, ry, border, value)
     else:  # pragma: no cover
         raise AssertionError(m)
-    return y
+    return _apply_out(y, kind, lo, hi)
 
 
-def _run_2d(x4: torch.Tensor, k: torch.Tensor, border: str, method: str, value: float) -> torch.Tensor:
+def _run_2d(x4: torch.Tensor, k: torch.Tensor, border: str, method: str, value: float,
+            out_kind: int | None = None, lo: float = 0.0, hi: float = 255.0) -> torch.Tensor:
+    """Core 2-D dispatch on a (B, C, H, W) batch (``out_kind`` as in :func:`_run_sep`)."""
     wdt = torch.float64 if torch.float64 in (x4.dtype, k.dtype) else torch.float32
-    x = _to_work(x4, wdt)
+    u8c = _u8_compiled(x4, k)
+    x = x4 if u8c else _to_work(x4, wdt)
     k = k.to(device=x.device, dtype=wdt)
     if method == "separable":
         raise ValueError("method='separable' needs separable kernels (use sepfilter2d, or an axis-aligned "
                          "Gaussian/box blur); got general 2-D kernels. Use 'auto', 'direct' or 'fft'")
     ry, rx = _support_2d(k)
-    compiled = _use_compiled(x, k)
+    compiled = u8c or _use_compiled(x, k)
+    kind = (OUT_U8_RINT if u8c else OUT_PLAIN) if out_kind is None else out_kind
+    if out_kind is None and u8c:
+        lo, hi = 0.0, 255.0
     H, W = x.shape[-2:]
     if compiled and not (k.requires_grad and torch.is_grad_enabled()):
         taps = float((k.detach() != 0).sum(dim=(1, 2)).float().mean())
     else:
         taps = float(((2 * ry + 1) * (2 * rx + 1)).float().mean())
     m = _choose(method, x, taps, (H + k.shape[1]) * (W + k.shape[2]), compiled)
-    if m == "fft":
-        return _keep_identity(_fft_2d(x, k, border, value), x, k)
     if compiled and m == "direct":
-        return _c_2d(x, k, ry, rx, border, value)
-    return _torch_2d(x, k, ry, rx, border, value)
+        return _c_2d(x, k, ry, rx, border, value, out_kind=kind, lo=lo, hi=hi, wdt=wdt)
+    x = _to_work(x, wdt)
+    if m == "fft":
+        return _apply_out(_keep_identity(_fft_2d(x, k, border, value), x, k), kind, lo, hi)
+    return _apply_out(_torch_2d(x, k, ry, rx, border, value), kind, lo, hi)
 
 
 # ---------------------------------------------------------------------------------- public API

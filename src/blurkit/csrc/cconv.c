@@ -39,7 +39,31 @@ typedef struct {
     int64_t p0, p1;     /* planes [p0, p1) (images for the blur-effect sums) */
     int status;
     const void *a1, *a2; /* blur-effect sums: the composed kernel and the grey weights */
+    int in_u8;          /* input planes are uint8 (values used as they are, 0..255) */
+    int out_kind;       /* OUT_PLAIN, OUT_CLIP, OUT_U8_RINT, OUT_U8_FLOOR */
+    double lo, hi;      /* clip range of OUT_CLIP and the uint8 outputs */
 } job_t;
+
+/* Output modes: the working value v, as it is; clip(v, lo, hi); uint8 rint(clip(v, lo, hi)) (round
+ * half to even, as torch.round); uint8 floor(clip(v, lo, hi)) (numpy's uint8 cast of a clipped value). */
+enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
+
+/* Read row y of plane src (typed T or uint8) as T: a pointer into src, or conv filled from uint8. */
+#define READ_ROW(T, j, src, y, W, conv)                                                            ((j)->in_u8 ? bk_u8_row_##T((const uint8_t *)(src) + (y) * (W), conv, W)                                   : (const T *)(src) + (y) * (W))
+
+/* Write one computed row (typed T, in row) to output row y of plane dst with the job's mode. */
+#define WRITE_ROW(T, j, dst, y, W, row)                                                            do {                                                                                              const T lo_ = (T)(j)->lo, hi_ = (T)(j)->hi;                                                   if ((j)->out_kind == OUT_CLIP) {                                                                  T *o_ = (T *)(dst) + (y) * (W);                                                               for (int64_t x_ = 0; x_ < (W); ++x_) {                                                            const T v_ = (row)[x_];                                                                       o_[x_] = v_ < lo_ ? lo_ : (v_ > hi_ ? hi_ : v_);                                          }                                                                                         } else if ((j)->out_kind == OUT_U8_RINT || (j)->out_kind == OUT_U8_FLOOR) {                       uint8_t *o_ = (uint8_t *)(dst) + (y) * (W);                                                   const int fl_ = (j)->out_kind == OUT_U8_FLOOR;                                                for (int64_t x_ = 0; x_ < (W); ++x_) {                                                            T v_ = (row)[x_];                                                                             v_ = v_ < lo_ ? lo_ : (v_ > hi_ ? hi_ : v_);                                                  o_[x_] = (uint8_t)(fl_ ? (int)v_ : (int)bk_rint_##T(v_));                                 }                                                                                         }                                                                                         } while (0)
+
+static inline __attribute__((always_inline)) const float *bk_u8_row_float(const uint8_t *s, float *d, int64_t W) {
+    for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x];
+    return d;
+}
+static inline __attribute__((always_inline)) const double *bk_u8_row_double(const uint8_t *s, double *d, int64_t W) {
+    for (int64_t x = 0; x < W; ++x) d[x] = (double)s[x];
+    return d;
+}
+static inline float bk_rint_float(float v) { return rintf(v); }
+static inline double bk_rint_double(double v) { return rint(v); }
 
 /* ------------------------------------------------------------------------------ separable */
 /* One output row: o[x] = sum_t k[t] * row_t[x], with rows[t] the t-th input row (the horizontal
@@ -48,42 +72,40 @@ typedef struct {
 typedef float vf_t __attribute__((vector_size(32), aligned(4)));
 typedef double vd_t __attribute__((vector_size(32), aligned(8)));
 #define LDV(V, p) (*(const V *)(p))
+/* Blocks of NV vectors: NV independent accumulator chains hide the FMA latency (8 chains of 8
+ * floats keep two FMA pipes busy); narrower blocks and a scalar loop finish the row. */
+#define ROW_BLOCK(T, V, NV)                                                                    \
+    for (; x0 + NV * L <= W; x0 += NV * L) {                                                  \
+        V acc[NV];                                                                            \
+        const T *rc = rows[r] + x0;                                                           \
+        const V kc = (V){0} + k[r];                                                           \
+        for (int v = 0; v < NV; ++v) acc[v] = kc * LDV(V, rc + v * L);                       \
+        if (sym) {                                                                            \
+            for (int64_t t = 0; t < r; ++t) {                                                 \
+                const V kt = (V){0} + k[t];                                                   \
+                const T *a = rows[t] + x0, *b = rows[n - 1 - t] + x0;                         \
+                for (int v = 0; v < NV; ++v) acc[v] += kt * (LDV(V, a + v * L) + LDV(V, b + v * L)); \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int64_t t = 0; t < n; ++t) {                                                 \
+                if (t == r) continue;                                                         \
+                const V kt = (V){0} + k[t];                                                   \
+                const T *a = rows[t] + x0;                                                    \
+                for (int v = 0; v < NV; ++v) acc[v] += kt * LDV(V, a + v * L);               \
+            }                                                                                 \
+        }                                                                                     \
+        for (int v = 0; v < NV; ++v) *(V *)(o + x0 + v * L) = acc[v];                         \
+    }
+
 #define ROW_KERNEL(T, V, NAME)                                                                 \
     static inline __attribute__((always_inline)) void NAME(T *restrict o, const T *const *rows, const T *k, int64_t n,       \
                             int sym, int64_t W) {                                             \
         enum { L = (int)(sizeof(V) / sizeof(T)) };                                             \
         const int64_t r = n / 2;                                                              \
         int64_t x0 = 0;                                                                       \
-        for (; x0 + 4 * L <= W; x0 += 4 * L) {                                                \
-            const T *rc = rows[r] + x0;                                                       \
-            const V kc = (V){0} + k[r];                                                       \
-            V a0 = kc * LDV(V, rc), a1 = kc * LDV(V, rc + L);                                 \
-            V a2 = kc * LDV(V, rc + 2 * L), a3 = kc * LDV(V, rc + 3 * L);                     \
-            if (sym) {                                                                        \
-                for (int64_t t = 0; t < r; ++t) {                                             \
-                    const V kt = (V){0} + k[t];                                               \
-                    const T *a = rows[t] + x0, *b = rows[n - 1 - t] + x0;                     \
-                    a0 += kt * (LDV(V, a) + LDV(V, b));                                       \
-                    a1 += kt * (LDV(V, a + L) + LDV(V, b + L));                               \
-                    a2 += kt * (LDV(V, a + 2 * L) + LDV(V, b + 2 * L));                       \
-                    a3 += kt * (LDV(V, a + 3 * L) + LDV(V, b + 3 * L));                       \
-                }                                                                             \
-            } else {                                                                          \
-                for (int64_t t = 0; t < n; ++t) {                                             \
-                    if (t == r) continue;                                                     \
-                    const V kt = (V){0} + k[t];                                               \
-                    const T *a = rows[t] + x0;                                                \
-                    a0 += kt * LDV(V, a);                                                     \
-                    a1 += kt * LDV(V, a + L);                                                 \
-                    a2 += kt * LDV(V, a + 2 * L);                                             \
-                    a3 += kt * LDV(V, a + 3 * L);                                             \
-                }                                                                             \
-            }                                                                                 \
-            *(V *)(o + x0) = a0;                                                              \
-            *(V *)(o + x0 + L) = a1;                                                          \
-            *(V *)(o + x0 + 2 * L) = a2;                                                      \
-            *(V *)(o + x0 + 3 * L) = a3;                                                      \
-        }                                                                                     \
+        ROW_BLOCK(T, V, 8)                                                                    \
+        ROW_BLOCK(T, V, 4)                                                                    \
+        ROW_BLOCK(T, V, 1)                                                                    \
         for (int64_t x = x0; x < W; ++x) {                                                    \
             T acc = k[r] * rows[r][x];                                                        \
             for (int64_t t = 0; t < n; ++t)                                                   \
@@ -96,16 +118,17 @@ ROW_KERNEL(float, vf_t, row_f32)
 ROW_KERNEL(double, vd_t, row_f64)
 
 #define SEP_BODY(T, ROWFN)                                                                     \
-    const T *in = (const T *)j->in;                                                           \
-    T *out = (T *)j->out;                                                                     \
     const int64_t H = j->H, W = j->W, C = j->C;                                               \
     const int64_t Rx = j->Rx, Ry = j->Ry;                                                     \
     T *rowbuf = (T *)malloc(sizeof(T) * (size_t)(W + 2 * Rx + 8));                            \
     T *tmp = (T *)malloc(sizeof(T) * (size_t)(H * W));                                        \
     T *crow = (T *)malloc(sizeof(T) * (size_t)W);                                             \
+    T *conv = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
+    T *orow = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
     const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(2 * (Rx > Ry ? Rx : Ry) + 1));  \
-    if (!rowbuf || !tmp || !crow || !rows) {                                                  \
-        free(rowbuf); free(tmp); free(crow); free((void *)rows); j->status = 1; return;       \
+    if (!rowbuf || !tmp || !crow || !rows || !conv || !orow) {                                \
+        free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow);      \
+        j->status = 1; return;                                                                \
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
     for (int64_t p = j->p0; p < j->p1; ++p) {                                                 \
@@ -113,8 +136,8 @@ ROW_KERNEL(double, vd_t, row_f64)
         const int64_t rx = j->r1[b], ry = j->r2[b];                                           \
         const T *kx = (const T *)j->k1 + b * j->K1 + (j->K1 / 2 - rx);                        \
         const T *ky = (const T *)j->k2 + b * j->K2 + (j->K2 / 2 - ry);                        \
-        const T *src = in + p * H * W;                                                        \
-        T *dst = out + p * H * W;                                                             \
+        const char *src = (const char *)j->in + p * H * W * (j->in_u8 ? 1 : (int64_t)sizeof(T)); \
+        char *dst = (char *)j->out + p * H * W * (j->out_kind >= OUT_U8_RINT ? 1 : (int64_t)sizeof(T)); \
         const int64_t nx = 2 * rx + 1, ny = 2 * ry + 1;                                       \
         int symx = 1, symy = 1;                                                               \
         for (int64_t t = 0; t < rx; ++t) symx &= kx[t] == kx[nx - 1 - t];                     \
@@ -125,7 +148,7 @@ ROW_KERNEL(double, vd_t, row_f64)
         const int64_t *cm = j->colmap + (Rx - rx);                                            \
         for (int64_t t = 0; t < nx; ++t) rows[t] = rowbuf + t;                                \
         for (int64_t y = 0; y < H; ++y) { /* horizontal pass into tmp */                      \
-            const T *s = src + y * W;                                                         \
+            const T *s = READ_ROW(T, j, src, y, W, conv);                                     \
             for (int64_t q = 0; q < rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]];          \
             memcpy(rowbuf + rx, s, sizeof(T) * (size_t)W);                                    \
             for (int64_t q = rx + W; q < W + 2 * rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]]; \
@@ -134,10 +157,15 @@ ROW_KERNEL(double, vd_t, row_f64)
         for (int64_t y = 0; y < H; ++y) { /* vertical pass from tmp into dst */               \
             const int64_t *rm = j->rowmap + (Ry - ry) + y;                                    \
             for (int64_t t = 0; t < ny; ++t) rows[t] = rm[t] < 0 ? crow : tmp + rm[t] * W;    \
-            ROWFN(dst + y * W, rows, ky, ny, symy, W);                                        \
+            if (j->out_kind == OUT_PLAIN) {                                                   \
+                ROWFN((T *)dst + y * W, rows, ky, ny, symy, W);                               \
+            } else {                                                                          \
+                ROWFN(orow, rows, ky, ny, symy, W);                                           \
+                WRITE_ROW(T, j, dst, y, W, orow);                                             \
+            }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    free(rowbuf); free(tmp); free(crow); free((void *)rows);
+    free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow);
 
 static void sep_f32_base(job_t *j) { SEP_BODY(float, row_f32) }
 #if BK_X86
@@ -150,8 +178,6 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
 
 /* ---------------------------------------------------------------------------- direct 2-D */
 #define D2_BODY(T, ROWFN)                                                                      \
-    const T *in = (const T *)j->in;                                                           \
-    T *out = (T *)j->out;                                                                     \
     const int64_t H = j->H, W = j->W, C = j->C;                                               \
     const int64_t Rx = j->Rx, Ry = j->Ry, Kh = j->K1, Kw = j->K2;                              \
     const int64_t Wp = W + 2 * Rx;                                                            \
@@ -159,8 +185,11 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
     int64_t *toff = (int64_t *)malloc(sizeof(int64_t) * (size_t)(Kh * Kw));                    \
     T *tval = (T *)malloc(sizeof(T) * (size_t)(Kh * Kw));                                     \
     const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(Kh * Kw));                      \
-    if (!pad || !toff || !tval || !rows) {                                                    \
-        free(pad); free(toff); free(tval); free((void *)rows); j->status = 1; return;         \
+    T *conv = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
+    T *orow = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
+    if (!pad || !toff || !tval || !rows || !conv || !orow) {                                  \
+        free(pad); free(toff); free(tval); free((void *)rows); free(conv); free(orow);        \
+        j->status = 1; return;                                                                \
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
     int64_t last_b = -1, ntap = 0;                                                            \
@@ -181,15 +210,22 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
                 }                                                                             \
             last_b = b;                                                                       \
         }                                                                                     \
-        const T *src = in + p * H * W;                                                        \
-        T *dst = out + p * H * W;                                                             \
-        if (ntap == 0) { memset(dst, 0, sizeof(T) * (size_t)(H * W)); continue; }             \
+        const char *src = (const char *)j->in + p * H * W * (j->in_u8 ? 1 : (int64_t)sizeof(T)); \
+        char *dst = (char *)j->out + p * H * W * (j->out_kind >= OUT_U8_RINT ? 1 : (int64_t)sizeof(T)); \
+        if (ntap == 0) { /* an all-zero kernel: every output is 0 (then clipped / converted) */ \
+            memset(orow, 0, sizeof(T) * (size_t)W);                                           \
+            for (int64_t y = 0; y < H; ++y) {                                                 \
+                if (j->out_kind == OUT_PLAIN) memcpy((T *)dst + y * W, orow, sizeof(T) * (size_t)W); \
+                else WRITE_ROW(T, j, dst, y, W, orow);                                        \
+            }                                                                                 \
+            continue;                                                                         \
+        }                                                                                     \
         const int64_t *cm = j->colmap + (Rx - rx);                                            \
         for (int64_t yy = 0; yy < H + 2 * ry; ++yy) { /* padded copy of the plane */          \
             const int64_t sr = j->rowmap[Ry - ry + yy];                                       \
             T *prow = pad + yy * wp;                                                          \
             if (sr < 0) { for (int64_t q = 0; q < wp; ++q) prow[q] = cval; continue; }         \
-            const T *s = src + sr * W;                                                        \
+            const T *s = READ_ROW(T, j, src, sr, W, conv);                                    \
             for (int64_t q = 0; q < rx; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];            \
             memcpy(prow + rx, s, sizeof(T) * (size_t)W);                                      \
             for (int64_t q = rx + W; q < wp; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];       \
@@ -197,10 +233,15 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
         for (int64_t y = 0; y < H; ++y) {                                                     \
             const T *base = pad + y * wp;                                                     \
             for (int64_t t = 0; t < ntap; ++t) rows[t] = base + toff[t];                      \
-            ROWFN(dst + y * W, rows, tval, ntap, 0, W);                                       \
+            if (j->out_kind == OUT_PLAIN) {                                                   \
+                ROWFN((T *)dst + y * W, rows, tval, ntap, 0, W);                              \
+            } else {                                                                          \
+                ROWFN(orow, rows, tval, ntap, 0, W);                                          \
+                WRITE_ROW(T, j, dst, y, W, orow);                                             \
+            }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    free(pad); free(toff); free(tval); free((void *)rows);
+    free(pad); free(toff); free(tval); free((void *)rows); free(conv); free(orow);
 
 static void d2_f32_base(job_t *j) { D2_BODY(float, row_f32) }
 #if BK_X86
@@ -370,16 +411,18 @@ int bk_run_chunks(bk_chunk_fn fn, void *ctx, int64_t n, int nthreads) {
 int bk_sep(int is_double, const void *in, void *out, int64_t B, int64_t C, int64_t H, int64_t W,
            const void *kx, int64_t Kx, const int64_t *rx, const void *ky, int64_t Ky,
            const int64_t *ry, const int64_t *rowmap, const int64_t *colmap, int64_t Ry,
-           int64_t Rx, double cval, int nthreads) {
+           int64_t Rx, double cval, int nthreads, int in_u8, int out_kind, double lo, double hi) {
     job_t j = {in, out, C, H, W, kx, ky, Kx, Ky, rx, ry, rowmap, colmap, Ry, Rx, cval, 0, 0, 0};
+    j.in_u8 = in_u8; j.out_kind = out_kind; j.lo = lo; j.hi = hi;
     return run_parallel(is_double ? PICK(sep_f64) : PICK(sep_f32), &j, B * C, nthreads);
 }
 
 int bk_conv2d(int is_double, const void *in, void *out, int64_t B, int64_t C, int64_t H, int64_t W,
               const void *k, int64_t Kh, int64_t Kw, const int64_t *ry, const int64_t *rx,
               const int64_t *rowmap, const int64_t *colmap, int64_t Ry, int64_t Rx, double cval,
-              int nthreads) {
+              int nthreads, int in_u8, int out_kind, double lo, double hi) {
     job_t j = {in, out, C, H, W, k, NULL, Kh, Kw, ry, rx, rowmap, colmap, Ry, Rx, cval, 0, 0, 0};
+    j.in_u8 = in_u8; j.out_kind = out_kind; j.lo = lo; j.hi = hi;
     return run_parallel(is_double ? PICK(d2_f64) : PICK(d2_f32), &j, B * C, nthreads);
 }
 
@@ -390,7 +433,7 @@ int bk_blur_effect_sums(const float *x, double *out, int64_t B, int64_t C, int64
     return run_parallel(PICK(bfx), &j, B, nthreads);
 }
 
-int bk_version(void) { return 1; }
+int bk_version(void) { return 2; }
 
 /* Ask Linux for transparent huge pages on a fresh, untouched buffer (e.g. a new output tensor):
  * its first touch then faults 2 MiB pages instead of 4 KiB ones, which on many machines costs

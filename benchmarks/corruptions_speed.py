@@ -2,10 +2,16 @@
 
 The reference is make_imagenet_c.py as re-implemented in tests/test_corruptions.py (skimage gaussian,
 cv2.filter2D disk, the imagecorruptions numpy motion blur, scipy zoom, the sequential glass loop with
-np.random.randint per step, numpy noise), one image at a time on float64 HxWx3 arrays, as the
-reference runs. blurkit runs one batch of 64 images (float32, 3x224x224).
+np.random.randint per step, numpy noise), one image at a time, as the reference runs. Two pipelines:
 
-Run: ``flock /tmp/bench.lock python benchmarks/corruptions_speed.py [--severity 3] [--batch 64]``
+* ``float``: the reference on float64 HxWx3 arrays in [0, 1]; blurkit on one float32 batch.
+* ``uint8``: as ImageNet-C is made: the reference takes the uint8 image (``np.array(pil) / 255.``) and
+  returns ``np.uint8`` of its clipped result times 255 (what is saved); blurkit takes the uint8
+  batch and returns the uint8 batch.
+
+blurkit runs one batch of 64 images (3x224x224) with torch's thread count (2 here).
+
+Run: ``flock /tmp/bench.lock python benchmarks/corruptions_speed.py [--severity 1,3,5] [--batch 64]``
 """
 
 from __future__ import annotations
@@ -80,28 +86,46 @@ def photos(n: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--severity", type=int, default=3)
+    ap.add_argument("--severity", default="3", help="severities, comma-separated (e.g. 1,3,5)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--ref-images", type=int, default=4, help="images timed for the reference (glass: 1)")
+    ap.add_argument("--pipelines", default="float,uint8", help="float, uint8 or both")
+    ap.add_argument("--only", default="", help="comma-separated corruption names (default: all)")
     args = ap.parse_args()
     imgs = photos(args.batch)
+    imgs_u8 = np.round(imgs * 255).astype(np.uint8)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().contiguous()
-    refs = references(args.severity)
+    xu = torch.from_numpy(imgs_u8).permute(0, 3, 1, 2).contiguous()
+    names = [n for n in C.CORRUPTIONS if not args.only or n in args.only.split(",")]
     rows = []
-    for name in C.CORRUPTIONS:
-        n_ref = 1 if name == "glass_blur" else args.ref_images
-        np.random.seed(0)
-        t0 = time.perf_counter()
-        for i in range(n_ref):
-            refs[name](imgs[i])
-        ref_ms = (time.perf_counter() - t0) / n_ref * 1e3
-        g = torch.Generator().manual_seed(0)
-        timer = Timer(repeat=1 if name == "glass_blur" else 3, warmup=1)
-        bk_ms = timer(lambda n=name, g=g: C.corrupt(x, n, args.severity, generator=g)) / args.batch
-        rows.append([name, ref_ms, bk_ms, 1e3 / bk_ms, ref_ms / bk_ms])
-    print(f"# corruptions, severity {args.severity}, {args.batch} images 3x224x224, {machine()}")
-    print("# reference: per image, float64 HxWx3 (make_imagenet_c.py semantics); blurkit: one float32 batch")
-    print(table(["corruption", "reference ms/img", "blurkit ms/img", "blurkit img/s", "speed-up"], rows))
+    for sev in (int(v) for v in args.severity.split(",")):
+        refs = references(sev)
+        for pipe in args.pipelines.split(","):
+            for name in names:
+                n_ref = 1 if name == "glass_blur" else args.ref_images
+                ref = refs[name]
+                if pipe == "uint8":
+                    def run_ref(i, ref=ref):
+                        return np.uint8(ref(np.array(imgs_u8[i]) / 255.0) * 255)
+                    batch = xu
+                else:
+                    def run_ref(i, ref=ref):
+                        return ref(imgs[i])
+                    batch = x
+                np.random.seed(0)
+                run_ref(0)
+                t0 = time.perf_counter()
+                for i in range(n_ref):
+                    run_ref(i)
+                ref_ms = (time.perf_counter() - t0) / n_ref * 1e3
+                g = torch.Generator().manual_seed(0)
+                timer = Timer(repeat=1 if name == "glass_blur" else 5, warmup=1)
+                bk_ms = timer(lambda n=name, g=g, b=batch, s=sev: C.corrupt(b, n, s, generator=g)) / args.batch
+                rows.append([name, sev, pipe, ref_ms, bk_ms, 1e3 / bk_ms, ref_ms / bk_ms])
+    print(f"# corruptions, {args.batch} images 3x224x224, {torch.get_num_threads()} threads, {machine()}")
+    print("# reference: per image (make_imagenet_c.py semantics); blurkit: one batch; ms per image")
+    print(table(["corruption", "severity", "pipeline", "reference ms/img", "blurkit ms/img", "blurkit img/s",
+                 "speed-up"], rows))
 
 
 if __name__ == "__main__":

@@ -90,12 +90,14 @@ def _use_c(x: torch.Tensor) -> bool:
 
 
 def _check(x: object, c: object, generator: object, name: str, lo: float, hi: float, lo_open: bool = False) -> float:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise TypeError(f"images must be a 4-D torch.Tensor (B, C, H, W); got "
-                        f"{type(x).__name__}{'' if not isinstance(x, torch.Tensor) else ' of shape ' + str(tuple(x.shape))}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a 4-D torch.Tensor (B, C, H, W); got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W); got shape {tuple(x.shape)}")
     if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8):
         raise TypeError(f"images must have dtype float16, bfloat16, float32, float64 or uint8; got {x.dtype}")
-    if isinstance(c, bool) or not isinstance(c, (int, float)) and not (isinstance(c, torch.Tensor) and c.numel() == 1):
+    number = isinstance(c, (int, float)) or (isinstance(c, torch.Tensor) and c.numel() == 1)
+    if isinstance(c, bool) or not number:
         raise TypeError(f"{name} must be a number; got {type(c).__name__}")
     cf = float(c)
     below = cf <= lo if lo_open else cf < lo

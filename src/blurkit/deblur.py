@@ -39,6 +39,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -50,7 +51,7 @@ from torch import nn
 
 from . import kernels as _kern
 from ._validation import check_border, check_images, describe, per_sample, restore_batch
-from .filtering import filter2d, pad, sepfilter2d
+from .filtering import _load_lib, filter2d, pad, sepfilter2d
 
 __all__ = ["wiener", "richardson_lucy", "blind", "BlurEstimate", "DeblurFront", "REGULARISERS"]
 
@@ -224,6 +225,104 @@ def _taper_weights(n_pad: int, t: int, device: torch.device, dtype: torch.dtype)
     return w.to(dtype)
 
 
+def _taper_strips(yp: torch.Tensor, mean: torch.Tensor, ty: int, tx: int) -> None:
+    """Fade the outer ``ty`` rows and ``tx`` columns of padded images to ``mean``, in place.
+
+    Same weights as ``lerp(mean, yp, wy[:, None] * wx[None, :])`` with the raised-cosine
+    :func:`_taper_weights`, but only the strips where a weight is below 1 are touched.
+    """
+    hp, wp = yp.shape[-2:]
+    wy = _taper_weights(hp, ty, yp.device, yp.dtype)
+    wx = _taper_weights(wp, tx, yp.device, yp.dtype)
+    if ty > 0:
+        for rows in (slice(0, ty), slice(hp - ty, hp)):
+            yp[..., rows, :].sub_(mean).mul_(wy[rows, None] * wx[None, :]).add_(mean)
+    if tx > 0:
+        mid = slice(ty, hp - ty)
+        for cols in (slice(0, tx), slice(wp - tx, wp)):
+            yp[..., mid, cols].sub_(mean).mul_(wx[cols]).add_(mean)
+
+
+def _hinted_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised tensor; large CPU ones get the engine's huge-page hint (fewer page faults)."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    nbytes = out.numel() * out.element_size()
+    if device.type == "cpu" and nbytes >= (1 << 21):
+        lib = _load_lib()
+        if lib is not None and hasattr(lib, "bk_hugepage_hint"):
+            lib.bk_hugepage_hint(out.data_ptr(), nbytes)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _cos_sin(n: int, k: int, half: bool, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``cos`` and ``sin`` of ``2 pi u p / n``, shape ``(k, n)`` (or ``(k, n // 2 + 1)`` if ``half``),
+    ``p`` the tap offset from the kernel centre. Cached: callers must not modify them."""
+    p = torch.arange(k, device=device, dtype=torch.float64) - k // 2
+    u = torch.arange(n // 2 + 1 if half else n, device=device, dtype=torch.float64)
+    phase = 2 * math.pi * torch.outer(p, u).remainder(n) / n
+    return torch.cos(phase).to(dtype), torch.sin(phase).to(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _laplacian_power(hp: int, wp: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``|R|^2`` of the 5-point Laplacian on the half spectrum ``(hp, wp // 2 + 1)`` (cached, read-only)."""
+    u = torch.arange(hp, device=device, dtype=torch.float64)[:, None]
+    v = torch.arange(wp // 2 + 1, device=device, dtype=torch.float64)[None, :]
+    lap = 4.0 - 2.0 * torch.cos(2 * math.pi * u / hp) - 2.0 * torch.cos(2 * math.pi * v / wp)
+    return (lap ** 2).to(dtype)
+
+
+def _point_symmetric(k: torch.Tensor) -> bool:
+    """True if every kernel equals itself rotated by 180 degrees (then its transfer function is real)."""
+    kd = k.detach()
+    tol = (1e-12 if kd.dtype == torch.float64 else 1e-6) * float(kd.abs().amax())
+    return float((kd - kd.flip(-2, -1)).abs().amax()) <= tol
+
+
+def _real_transfer(k: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
+    """Real half-spectrum transfer function ``(n, hp, wp // 2 + 1)`` of point-symmetric kernels ``(n, kh, kw)``.
+
+    ``H[u, v] = sum_{p, q} k[p, q] cos(2 pi (u p / hp + v q / wp))`` = ``Cy k Cx^T - Sy k Sx^T``: two
+    small real matrix products per kernel, or an outer product of two 1-D cosine transforms when
+    every kernel is separable (then negligible factors are flushed to 0, see :func:`_flush`).
+    """
+    kh, kw = k.shape[-2:]
+    cy, sy = _cos_sin(hp, kh, False, k.dtype, k.device)      # (kh, hp)
+    cx, sx = _cos_sin(wp, kw, True, k.dtype, k.device)       # (kw, wr)
+    sep = _rank1(k)
+    if sep is not None:
+        kx, ky = sep
+        # Flushing each factor below sqrt(1e-18) keeps every product >= 1e-18 or exactly 0: no subnormal
+        # floats in the filter, the spectrum or the inverse FFT (they made it several times slower).
+        tiny = 1e-75 if k.dtype == torch.float64 else 1e-9
+        hy, hx = ky @ cy, kx @ cx
+        hy, hx = hy.masked_fill_(hy.abs() < tiny, 0.0), hx.masked_fill_(hx.abs() < tiny, 0.0)
+        return hy[:, :, None] * hx[:, None, :]
+    a = torch.cat((k @ cx, k @ sx), dim=1)                   # (n, 2 kh, wr)
+    return torch.cat((cy, -sy), dim=0).transpose(0, 1) @ a   # (hp, 2 kh) @ (n, 2 kh, wr)
+
+
+def _wiener_real(yp: torch.Tensor, k: torch.Tensor, bal: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
+    """Wiener filtering of padded images ``(B, C, hp, wp)`` with point-symmetric kernels, no autograd.
+
+    The filter ``H / (H^2 + balance |R|^2)`` is real, written ``1 / (H + balance |R|^2 / H)`` (no
+    squares of tiny values, which would be slow subnormal floats; ``H = 0`` gives 0), built once
+    per distinct (kernel, balance), and applied to the spectrum in place.
+    Returns the spectrum ``(B, C, hp, wp // 2 + 1)``.
+    """
+    hp, wp = yp.shape[-2:]
+    if k.shape[0] > 1 and (k.stride(0) == 0 or bool((k == k[:1]).all())):
+        k = k[:1]
+    if k.shape[0] == 1 and bal.shape[0] > 1 and bool((bal == bal[:1]).all()):
+        bal = bal[:1]
+    Hr = _real_transfer(k.contiguous(), hp, wp)                 # (n, hp, wr)
+    G = torch.div(R2 * bal[:, None, None], Hr)
+    G = G.add_(Hr).reciprocal_()
+    spec = torch.fft.rfft2(yp)
+    return spec.mul_(G[:, None])  # complex *= real (broadcasting G over the real view's last axis is ~10x slower)
+
+
 # ------------------------------------------------------------------------------------------- Wiener
 def wiener(
     images: torch.Tensor,
@@ -298,6 +397,25 @@ def wiener(
         hp, wp = _fast_size(H + 2 * my), _fast_size(W + 2 * mx)
         top, left = (hp - H) // 2, (wp - W) // 2
         bottom, right = hp - H - top, wp - W - left
+    padded = border != "circular" and bool(top or left or bottom or right)
+    grad = torch.is_grad_enabled() and (y.requires_grad or k.requires_grad or bal.requires_grad)
+    if not grad and _point_symmetric(k):
+        # Fast path (every kernel family of blurkit.kernels): real filter, taper on the margin strips only,
+        # and for padded images an inverse transform of the kept rows only.
+        R2 = (_laplacian_power(hp, wp, wdt, y.device) if isinstance(reg, str) and reg == "laplacian"
+              else _regulariser_power(reg, hp, wp, y.device, wdt))
+        if padded:
+            yp = _pad(y, (left, right, top, bottom), border)
+            _taper_strips(yp, y.mean(dim=(-2, -1), keepdim=True), min(top, bottom) // 2, min(left, right) // 2)
+        else:
+            yp = y.contiguous()
+        spec = _wiener_real(yp, k, bal, R2)
+        if padded:
+            rows = torch.fft.ifft(spec, dim=-2)[..., top: top + H, :]
+            out = torch.fft.irfft(rows, n=wp, dim=-1)[..., left: left + W].contiguous()
+        else:
+            out = torch.fft.irfft2(spec, s=(hp, wp))
+        return restore_batch(_to_output(out, x4, clip), squeezed)
     if border != "circular" and (top or left or bottom or right):
         yp = _pad(y, (left, right, top, bottom), border)
         ty, tx = min(top, bottom) // 2, min(left, right) // 2
@@ -330,18 +448,25 @@ def wiener(
 
 # --------------------------------------------------------------------------------- Richardson-Lucy
 def _rank1(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(kx, ky)`` with ``k = ky[:, :, None] * kx[:, None, :]`` if every kernel is separable, else None."""
+    """``(kx, ky)`` with ``k = ky[:, :, None] * kx[:, None, :]`` if every kernel is separable, else None.
+
+    A rank-1 kernel is the outer product of its marginals divided by its total, so the test costs
+    one pass over the (small) kernels: every entry must match that product to within 1e-6 (float32;
+    1e-12 for float64) of the kernel's largest entry.
+    """
     if k.requires_grad and torch.is_grad_enabled():
         return None
-    kd = k.detach().double()
-    U, S, Vh = torch.linalg.svd(kd)
-    if bool((S[:, 1:].sum(dim=1) > 1e-7 * S[:, 0]).any()):
+    kd = k.detach()
+    ky = kd.sum(dim=2)                                   # (n, kh): row sums
+    tot = ky.sum(dim=1, keepdim=True)
+    if bool((tot == 0).any()):
         return None
-    ky = U[:, :, 0] * S[:, :1].sqrt()
-    kx = Vh[:, 0, :] * S[:, :1].sqrt()
-    sign = torch.sign(ky.sum(dim=1, keepdim=True))
-    ky, kx = ky * sign, kx * sign
-    return kx.to(k.dtype), ky.to(k.dtype)
+    kx = kd.sum(dim=1) / tot                             # (n, kw): column sums / total
+    err = (kd - ky[:, :, None] * kx[:, None, :]).abs().amax(dim=(1, 2))
+    tol = (1e-12 if kd.dtype == torch.float64 else 1e-6) * kd.abs().amax(dim=(1, 2))
+    if bool((err > tol).any()):
+        return None
+    return kx, ky
 
 
 def _check_num_iter(num_iter: object, batch: int) -> torch.Tensor:
@@ -364,6 +489,45 @@ def _check_num_iter(num_iter: object, batch: int) -> torch.Tensor:
     if bool((n < 1).any()):
         raise ValueError(f"num_iter must be >= 1 (number of Richardson-Lucy iterations); got {describe(num_iter)}")
     return n
+
+
+def _compiled_blurs(y: torch.Tensor, k: torch.Tensor, sep: tuple[torch.Tensor, torch.Tensor] | None,
+                    border: str) -> tuple[Callable, Callable] | None:
+    """Forward and adjoint blurs ``f(src, dst)`` writing into ``dst`` through the engine's compiled
+    direct kernels, or None where the engine would not use them (no compiled library, autograd,
+    kernels large enough that the FFT is cheaper)."""
+    from . import filtering as _f
+
+    if not _f._use_compiled(y, k):
+        return None
+    H, W = y.shape[-2:]
+    if sep is not None:
+        kx, ky = (t.contiguous() for t in sep)
+        rx, ry = _f._support_1d(kx), _f._support_1d(ky)
+        taps = float((2 * rx + 1).float().mean() + (2 * ry + 1).float().mean())
+        if _f._choose("auto", y, taps, (H + ky.shape[1]) * (W + kx.shape[1]), True) != "direct":
+            return None
+        kxf, kyf = kx.flip(-1).contiguous(), ky.flip(-1).contiguous()
+
+        def fwd(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+            return _f._c_sep(src, kx, ky, rx, ry, border, 0.0, out=dst)
+
+        def adj(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+            return _f._c_sep(src, kxf, kyf, rx, ry, border, 0.0, out=dst)
+        return fwd, adj
+    k = k.contiguous()
+    ry, rx = _f._support_2d(k)
+    taps = float((k != 0).sum(dim=(1, 2)).float().mean())
+    if _f._choose("auto", y, taps, (H + k.shape[1]) * (W + k.shape[2]), True) != "direct":
+        return None
+    kf = k.flip(-2, -1).contiguous()
+
+    def fwd2(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        return _f._c_2d(src, k, ry, rx, border, 0.0, out=dst)
+
+    def adj2(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        return _f._c_2d(src, kf, ry, rx, border, 0.0, out=dst)
+    return fwd2, adj2
 
 
 def richardson_lucy(
@@ -458,6 +622,28 @@ def richardson_lucy(
     n_max = int(n.max())
     per_image = bool((n != n_max).any())
     n_dev = n.to(y.device)
+    blurs = None if (torch.is_grad_enabled() and y.requires_grad) else _compiled_blurs(y, k, sep, border)
+    if blurs is not None:
+        # Compiled direct blurs into two reused buffers; the ratio and the update are in place.
+        fwd, adj = blurs
+        y = y.contiguous()
+        est = est.contiguous()
+        conv = _hinted_empty(tuple(y.shape), y.dtype, y.device)
+        corr = _hinted_empty(tuple(y.shape), y.dtype, y.device)
+        for i in range(n_max):
+            fwd(est, conv)
+            if eps:
+                conv.add_(eps)
+            if filter_epsilon:
+                small = conv < filter_epsilon
+                torch.div(y, conv, out=conv).masked_fill_(small, 0.0)
+            else:
+                torch.div(y, conv, out=conv)
+            adj(conv, corr)
+            if per_image:
+                corr.masked_fill_((n_dev <= i)[:, None, None, None], 1.0)
+            est.mul_(corr)
+        return restore_batch(_to_output(est, x4, clip), squeezed)
     inplace = not (torch.is_grad_enabled() and (y.requires_grad or k.requires_grad))
     for i in range(n_max):
         conv = forward(est)

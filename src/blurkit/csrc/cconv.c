@@ -51,8 +51,39 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
 /* Read row y of plane src (typed T or uint8) as T: a pointer into src, or conv filled from uint8. */
 #define READ_ROW(T, j, src, y, W, conv)                                                            ((j)->in_u8 ? bk_u8_row_##T((const uint8_t *)(src) + (y) * (W), conv, W)                                   : (const T *)(src) + (y) * (W))
 
-/* Write one computed row (typed T, in row) to output row y of plane dst with the job's mode. */
-#define WRITE_ROW(T, j, dst, y, W, row)                                                            do {                                                                                              const T lo_ = (T)(j)->lo, hi_ = (T)(j)->hi;                                                   if ((j)->out_kind == OUT_CLIP) {                                                                  T *o_ = (T *)(dst) + (y) * (W);                                                               for (int64_t x_ = 0; x_ < (W); ++x_) {                                                            const T v_ = (row)[x_];                                                                       o_[x_] = v_ < lo_ ? lo_ : (v_ > hi_ ? hi_ : v_);                                          }                                                                                         } else if ((j)->out_kind == OUT_U8_RINT || (j)->out_kind == OUT_U8_FLOOR) {                       uint8_t *o_ = (uint8_t *)(dst) + (y) * (W);                                                   const int fl_ = (j)->out_kind == OUT_U8_FLOOR;                                                for (int64_t x_ = 0; x_ < (W); ++x_) {                                                            T v_ = (row)[x_];                                                                             v_ = v_ < lo_ ? lo_ : (v_ > hi_ ? hi_ : v_);                                                  o_[x_] = (uint8_t)(fl_ ? (int)v_ : (int)bk_rint_##T(v_));                                 }                                                                                         }                                                                                         } while (0)
+/* Write one computed row (typed T, in row) to output row y of plane dst with the job's mode. One
+ * branch-free loop per mode, so that each is vectorised. */
+#define WRITE_ROW(T, j, dst, y, W, row)                                                        \
+    bk_write_row_##T(row, (char *)(dst) + (y) * (W) * ((j)->out_kind >= OUT_U8_RINT ? 1 : (int64_t)sizeof(T)), \
+                     W, (j)->out_kind, (T)(j)->lo, (T)(j)->hi)
+
+#define WRITE_ROW_FN(T, RINT)                                                                  \
+    static inline __attribute__((always_inline)) void bk_write_row_##T(                        \
+        const T *restrict row, void *restrict dst, int64_t W, int kind, T lo, T hi) {          \
+        if (kind == OUT_CLIP) {                                                               \
+            T *o = (T *)dst;                                                                  \
+            for (int64_t x = 0; x < W; ++x) {                                                 \
+                const T v = row[x] < lo ? lo : row[x];                                        \
+                o[x] = v > hi ? hi : v;                                                       \
+            }                                                                                 \
+        } else if (kind == OUT_U8_FLOOR) { /* clipped to >= 0: truncation is floor */         \
+            uint8_t *o = (uint8_t *)dst;                                                      \
+            for (int64_t x = 0; x < W; ++x) {                                                 \
+                T v = row[x] < lo ? lo : row[x];                                              \
+                v = v > hi ? hi : v;                                                          \
+                o[x] = (uint8_t)(int32_t)v;                                                   \
+            }                                                                                 \
+        } else if (kind == OUT_U8_RINT) {                                                     \
+            uint8_t *o = (uint8_t *)dst;                                                      \
+            for (int64_t x = 0; x < W; ++x) {                                                 \
+                T v = row[x] < lo ? lo : row[x];                                              \
+                v = v > hi ? hi : v;                                                          \
+                o[x] = (uint8_t)(int32_t)RINT(v);                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+WRITE_ROW_FN(float, __builtin_rintf)
+WRITE_ROW_FN(double, __builtin_rint)
 
 static inline __attribute__((always_inline)) const float *bk_u8_row_float(const uint8_t *s, float *d, int64_t W) {
     for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x];
@@ -62,8 +93,6 @@ static inline __attribute__((always_inline)) const double *bk_u8_row_double(cons
     for (int64_t x = 0; x < W; ++x) d[x] = (double)s[x];
     return d;
 }
-static inline float bk_rint_float(float v) { return rintf(v); }
-static inline double bk_rint_double(double v) { return rint(v); }
 
 /* ------------------------------------------------------------------------------ separable */
 /* One output row: o[x] = sum_t k[t] * row_t[x], with rows[t] the t-th input row (the horizontal
@@ -117,7 +146,61 @@ typedef double vd_t __attribute__((vector_size(32), aligned(8)));
 ROW_KERNEL(float, vf_t, row_f32)
 ROW_KERNEL(double, vd_t, row_f64)
 
-#define SEP_BODY(T, ROWFN)                                                                     \
+/* Two consecutive output rows of a symmetric vertical pass at once: rows[0 .. n] are the n + 1
+ * input rows they read (row y uses rows[0 .. n-1], row y + 1 uses rows[1 .. n]). Each loaded
+ * vector serves both outputs, which halves the loads (the bound of the one-row kernel); per output
+ * the arithmetic and its order are exactly those of the one-row kernel (centre, then the pairs). */
+#define ROW2_BLOCK(T, V, NV)                                                                   \
+    for (; x0 + NV * L <= W; x0 += NV * L) {                                                  \
+        V acc0[NV], acc1[NV], curA[NV], prevB[NV];                                            \
+        const V kc = (V){0} + k[r];                                                           \
+        for (int v = 0; v < NV; ++v) {                                                        \
+            acc0[v] = kc * LDV(V, rows[r] + x0 + v * L);                                      \
+            acc1[v] = kc * LDV(V, rows[r + 1] + x0 + v * L);                                  \
+            curA[v] = LDV(V, rows[0] + x0 + v * L);                                           \
+            prevB[v] = LDV(V, rows[n] + x0 + v * L);                                          \
+        }                                                                                     \
+        for (int64_t t = 0; t < r; ++t) {                                                     \
+            const V kt = (V){0} + k[t];                                                       \
+            const T *na = rows[t + 1] + x0, *cb = rows[n - 1 - t] + x0;                       \
+            for (int v = 0; v < NV; ++v) {                                                    \
+                const V nextA = LDV(V, na + v * L), curB = LDV(V, cb + v * L);                \
+                acc0[v] += kt * (curA[v] + curB);                                             \
+                acc1[v] += kt * (nextA + prevB[v]);                                           \
+                curA[v] = nextA;                                                              \
+                prevB[v] = curB;                                                              \
+            }                                                                                 \
+        }                                                                                     \
+        for (int v = 0; v < NV; ++v) {                                                        \
+            *(V *)(o0 + x0 + v * L) = acc0[v];                                                \
+            *(V *)(o1 + x0 + v * L) = acc1[v];                                                \
+        }                                                                                     \
+    }
+
+#define ROW2_KERNEL(T, V, NAME)                                                                \
+    static inline __attribute__((always_inline)) void NAME(T *restrict o0, T *restrict o1,    \
+                                                           const T *const *rows, const T *k,  \
+                                                           int64_t n, int64_t W) {            \
+        enum { L = (int)(sizeof(V) / sizeof(T)) };                                             \
+        const int64_t r = n / 2;                                                              \
+        int64_t x0 = 0;                                                                       \
+        ROW2_BLOCK(T, V, 2)                                                                   \
+        ROW2_BLOCK(T, V, 1)                                                                   \
+        for (int64_t x = x0; x < W; ++x) {                                                    \
+            T a0 = k[r] * rows[r][x], a1 = k[r] * rows[r + 1][x];                             \
+            for (int64_t t = 0; t < r; ++t) {                                                 \
+                a0 += k[t] * (rows[t][x] + rows[n - 1 - t][x]);                               \
+                a1 += k[t] * (rows[t + 1][x] + rows[n - t][x]);                               \
+            }                                                                                 \
+            o0[x] = a0;                                                                       \
+            o1[x] = a1;                                                                       \
+        }                                                                                     \
+    }
+
+ROW2_KERNEL(float, vf_t, row2_f32)
+ROW2_KERNEL(double, vd_t, row2_f64)
+
+#define SEP_BODY(T, ROWFN, ROW2FN)                                                                     \
     const int64_t H = j->H, W = j->W, C = j->C;                                               \
     const int64_t Rx = j->Rx, Ry = j->Ry;                                                     \
     T *rowbuf = (T *)malloc(sizeof(T) * (size_t)(W + 2 * Rx + 8));                            \
@@ -125,9 +208,10 @@ ROW_KERNEL(double, vd_t, row_f64)
     T *crow = (T *)malloc(sizeof(T) * (size_t)W);                                             \
     T *conv = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
     T *orow = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
-    const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(2 * (Rx > Ry ? Rx : Ry) + 1));  \
-    if (!rowbuf || !tmp || !crow || !rows || !conv || !orow) {                                \
-        free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow);      \
+    T *orow2 = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                      \
+    const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(2 * (Rx > Ry ? Rx : Ry) + 2));  \
+    if (!rowbuf || !tmp || !crow || !rows || !conv || !orow || !orow2) {                      \
+        free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow); free(orow2); \
         j->status = 1; return;                                                                \
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
@@ -154,7 +238,20 @@ ROW_KERNEL(double, vd_t, row_f64)
             for (int64_t q = rx + W; q < W + 2 * rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]]; \
             ROWFN(tmp + y * W, rows, kx, nx, symx, W);                                        \
         }                                                                                     \
-        for (int64_t y = 0; y < H; ++y) { /* vertical pass from tmp into dst */               \
+        int64_t y = 0;                                                                        \
+        if (symy && ny > 1) /* symmetric: two output rows per step, sharing their loads */    \
+            for (; y + 2 <= H; y += 2) {                                                      \
+                const int64_t *rm = j->rowmap + (Ry - ry) + y;                                \
+                for (int64_t t = 0; t <= ny; ++t) rows[t] = rm[t] < 0 ? crow : tmp + rm[t] * W; \
+                if (j->out_kind == OUT_PLAIN) {                                               \
+                    ROW2FN((T *)dst + y * W, (T *)dst + (y + 1) * W, rows, ky, ny, W);        \
+                } else {                                                                      \
+                    ROW2FN(orow, orow2, rows, ky, ny, W);                                     \
+                    WRITE_ROW(T, j, dst, y, W, orow);                                         \
+                    WRITE_ROW(T, j, dst, y + 1, W, orow2);                                    \
+                }                                                                             \
+            }                                                                                 \
+        for (; y < H; ++y) { /* vertical pass from tmp into dst */                            \
             const int64_t *rm = j->rowmap + (Ry - ry) + y;                                    \
             for (int64_t t = 0; t < ny; ++t) rows[t] = rm[t] < 0 ? crow : tmp + rm[t] * W;    \
             if (j->out_kind == OUT_PLAIN) {                                                   \
@@ -165,15 +262,15 @@ ROW_KERNEL(double, vd_t, row_f64)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow);
+    free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow); free(orow2);
 
-static void sep_f32_base(job_t *j) { SEP_BODY(float, row_f32) }
+static void sep_f32_base(job_t *j) { SEP_BODY(float, row_f32, row2_f32) }
 #if BK_X86
-BK_AVX2 static void sep_f32_avx2(job_t *j) { SEP_BODY(float, row_f32) }
+BK_AVX2 static void sep_f32_avx2(job_t *j) { SEP_BODY(float, row_f32, row2_f32) }
 #endif
-static void sep_f64_base(job_t *j) { SEP_BODY(double, row_f64) }
+static void sep_f64_base(job_t *j) { SEP_BODY(double, row_f64, row2_f64) }
 #if BK_X86
-BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64) }
+BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64, row2_f64) }
 #endif
 
 /* ---------------------------------------------------------------------------- direct 2-D */

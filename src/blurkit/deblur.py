@@ -493,9 +493,9 @@ def _check_num_iter(num_iter: object, batch: int) -> torch.Tensor:
 
 def _compiled_blurs(y: torch.Tensor, k: torch.Tensor, sep: tuple[torch.Tensor, torch.Tensor] | None,
                     border: str) -> tuple[Callable, Callable] | None:
-    """Forward and adjoint blurs ``f(src, dst)`` writing into ``dst`` through the engine's compiled
-    direct kernels, or None where the engine would not use them (no compiled library, autograd,
-    kernels large enough that the FFT is cheaper)."""
+    """Forward and adjoint blurs ``f(src, dst, images)`` of the batch slice ``images`` into ``dst``, through
+    the engine's compiled direct kernels; None where the engine would not use them (no compiled
+    library, autograd, kernels large enough that the FFT is cheaper)."""
     from . import filtering as _f
 
     if not _f._use_compiled(y, k):
@@ -509,11 +509,11 @@ def _compiled_blurs(y: torch.Tensor, k: torch.Tensor, sep: tuple[torch.Tensor, t
             return None
         kxf, kyf = kx.flip(-1).contiguous(), ky.flip(-1).contiguous()
 
-        def fwd(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-            return _f._c_sep(src, kx, ky, rx, ry, border, 0.0, out=dst)
+        def fwd(src: torch.Tensor, dst: torch.Tensor, i: slice) -> torch.Tensor:
+            return _f._c_sep(src, kx[i], ky[i], rx[i], ry[i], border, 0.0, out=dst)
 
-        def adj(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-            return _f._c_sep(src, kxf, kyf, rx, ry, border, 0.0, out=dst)
+        def adj(src: torch.Tensor, dst: torch.Tensor, i: slice) -> torch.Tensor:
+            return _f._c_sep(src, kxf[i], kyf[i], rx[i], ry[i], border, 0.0, out=dst)
         return fwd, adj
     k = k.contiguous()
     ry, rx = _f._support_2d(k)
@@ -522,12 +522,15 @@ def _compiled_blurs(y: torch.Tensor, k: torch.Tensor, sep: tuple[torch.Tensor, t
         return None
     kf = k.flip(-2, -1).contiguous()
 
-    def fwd2(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        return _f._c_2d(src, k, ry, rx, border, 0.0, out=dst)
+    def fwd2(src: torch.Tensor, dst: torch.Tensor, i: slice) -> torch.Tensor:
+        return _f._c_2d(src, k[i], ry[i], rx[i], border, 0.0, out=dst)
 
-    def adj2(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        return _f._c_2d(src, kf, ry, rx, border, 0.0, out=dst)
+    def adj2(src: torch.Tensor, dst: torch.Tensor, i: slice) -> torch.Tensor:
+        return _f._c_2d(src, kf[i], ry[i], rx[i], border, 0.0, out=dst)
     return fwd2, adj2
+
+
+_RL_CHUNK_BYTES = 12 << 20  # images per pass of the compiled loop: its four buffers stay in the CPU's cache
 
 
 def richardson_lucy(
@@ -624,25 +627,30 @@ def richardson_lucy(
     n_dev = n.to(y.device)
     blurs = None if (torch.is_grad_enabled() and y.requires_grad) else _compiled_blurs(y, k, sep, border)
     if blurs is not None:
-        # Compiled direct blurs into two reused buffers; the ratio and the update are in place.
+        # Compiled direct blurs into two reused buffers, the ratio and the update in place, a few images at a
+        # time so that the images, the estimates and the buffers stay in the CPU's cache for all iterations.
         fwd, adj = blurs
-        y = y.contiguous()
-        est = est.contiguous()
-        conv = _hinted_empty(tuple(y.shape), y.dtype, y.device)
-        corr = _hinted_empty(tuple(y.shape), y.dtype, y.device)
-        for i in range(n_max):
-            fwd(est, conv)
-            if eps:
-                conv.add_(eps)
-            if filter_epsilon:
-                small = conv < filter_epsilon
-                torch.div(y, conv, out=conv).masked_fill_(small, 0.0)
-            else:
-                torch.div(y, conv, out=conv)
-            adj(conv, corr)
-            if per_image:
-                corr.masked_fill_((n_dev <= i)[:, None, None, None], 1.0)
-            est.mul_(corr)
+        y, est = y.contiguous(), est.contiguous()
+        chunk = max(1, min(B, _RL_CHUNK_BYTES // (4 * y[0].numel() * y.element_size())))
+        conv = _hinted_empty((chunk, *y.shape[1:]), y.dtype, y.device)
+        corr = _hinted_empty((chunk, *y.shape[1:]), y.dtype, y.device)
+        for a in range(0, B, chunk):
+            sl = slice(a, min(a + chunk, B))
+            ys, es, cv, cr, ns = y[sl], est[sl], conv[: sl.stop - a], corr[: sl.stop - a], n_dev[sl]
+            n_chunk = int(ns.max())
+            for i in range(n_chunk):
+                fwd(es, cv, sl)
+                if eps:
+                    cv.add_(eps)
+                if filter_epsilon:
+                    small = cv < filter_epsilon
+                    torch.div(ys, cv, out=cv).masked_fill_(small, 0.0)
+                else:
+                    torch.div(ys, cv, out=cv)
+                adj(cv, cr, sl)
+                if per_image:
+                    cr.masked_fill_((ns <= i)[:, None, None, None], 1.0)
+                es.mul_(cr)
         return restore_batch(_to_output(est, x4, clip), squeezed)
     inplace = not (torch.is_grad_enabled() and (y.requires_grad or k.requires_grad))
     for i in range(n_max):

@@ -135,6 +135,33 @@ def test_wiener_dtypes_shapes():
     assert deblur.wiener(x, big).shape == x.shape
 
 
+@pytest.mark.parametrize("border", ["reflect", "circular"])
+def test_wiener_fast_path_equals_general_path(photo, border):
+    # Without autograd, point-symmetric kernels take a real-filter path; with autograd the general complex
+    # path runs. Separable, non-separable and mixed batches, shared or per-image kernels and balances.
+    x = torch.from_numpy(photo[:40, :52])[None, None].repeat(4, 1, 1, 1)
+    cases = [bk.kernels.gaussian(torch.tensor([0.7, 1.5, 2.5, 4.0]), dtype=torch.float64),
+             bk.kernels.gaussian(torch.tensor([2.0, 1.0, 3.0, 1.5]), torch.tensor([0.8, 2.5, 1.0, 1.5]),
+                                 angle=torch.tensor([30.0, 75.0, 0.0, 140.0]), dtype=torch.float64),
+             bk.kernels.motion(torch.tensor([5.0, 9.0, 3.0, 12.0]), torch.tensor([0.0, 33.0, 90.0, 150.0]),
+                               dtype=torch.float64),
+             bk.kernels.disk(2.5, dtype=torch.float64)]
+    for k, bal in zip(cases, (torch.tensor([0.001, 0.01, 0.003, 0.03], dtype=torch.float64), 0.01,
+                              torch.tensor([0.02, 0.005, 0.01, 0.1], dtype=torch.float64), 0.003)):
+        y = bk.filter2d(x, k) + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0),
+                                                   dtype=torch.float64)
+        fast = deblur.wiener(y, k, bal, border=border)
+        with torch.enable_grad():
+            general = deblur.wiener(y.clone().requires_grad_(True), k, bal, border=border).detach()
+        torch.testing.assert_close(fast, general, atol=1e-10, rtol=0)
+    # float32: the flushed (negligible) transfer values change nothing visible
+    k = bk.kernels.gaussian(torch.tensor([1.0, 4.0, 2.0, 3.0]))
+    y = bk.filter2d(x.float(), k)
+    with torch.enable_grad():
+        general = deblur.wiener(y.clone().requires_grad_(True), k, 0.01, border=border).detach()
+    torch.testing.assert_close(deblur.wiener(y, k, 0.01, border=border), general, atol=2e-5, rtol=0)
+
+
 def test_wiener_gradcheck_images_balance_kernels():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(2, 1, 6, 6, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -200,6 +227,27 @@ def test_richardson_lucy_per_image_iterations_match_single_calls(photo):
     batch = deblur.richardson_lucy(y, k, torch.tensor([3, 7]))
     for i, n in enumerate((3, 7)):
         torch.testing.assert_close(batch[i], deblur.richardson_lucy(y[i], k[i], n), atol=1e-5, rtol=1e-5)
+
+
+def test_richardson_lucy_compiled_loop_equals_eager_path(photo, monkeypatch):
+    # The compiled CPU loop (buffers reused, a few images per group) against the eager torch path.
+    from blurkit import filtering
+    if filtering._load_lib() is None:
+        pytest.skip("compiled extension not built")
+    x = torch.from_numpy(photo)[None, None].repeat(5, 1, 1, 1)
+    kernels = {"separable": bk.kernels.gaussian(torch.tensor([1.0, 2.0, 0.6, 3.0, 1.5]), dtype=torch.float64),
+               "2-D": bk.kernels.motion(torch.tensor([5.0, 9.0, 3.0, 7.0, 11.0]),
+                                        torch.tensor([10.0, 60.0, 90.0, 135.0, 0.0]), dtype=torch.float64)}
+    monkeypatch.setattr(deblur, "_RL_CHUNK_BYTES", 2 * 4 * x[0].numel() * 8)  # groups of 2, 2 and 1 images
+    n = torch.tensor([4, 6, 2, 6, 5])
+    for k in kernels.values():
+        y = bk.filter2d(x, k, border="symmetric")
+        for kwargs in ({}, {"filter_epsilon": 1e-3, "border": "constant"}):
+            ours = deblur.richardson_lucy(y, k, n, **kwargs)
+            monkeypatch.setattr(filtering, "_FORCE_TORCH", True)
+            ref = deblur.richardson_lucy(y, k, n, **kwargs)
+            monkeypatch.setattr(filtering, "_FORCE_TORCH", False)
+            torch.testing.assert_close(ours, ref, atol=1e-10, rtol=1e-9)
 
 
 def test_richardson_lucy_is_differentiable():

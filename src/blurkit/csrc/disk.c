@@ -1,0 +1,330 @@
+/*
+ * ImageNet-C defocus blur, exactly and in O(radius) work per pixel.
+ *
+ * The reference kernel of make_imagenet_c.py is K = s * A D A^T: a binary disk D (count 1/s) on
+ * a (2 half + 1)^2 grid, smoothed by a (2h + 1)-tap Gaussian g along both axes with reflect-101 at
+ * the GRID border (the N x N matrix A). Writing A (embedded in the grid grown by h on each side)
+ * as B + Delta, where B is plain correlation with g (no grid border) and Delta is non-zero only in
+ * the few rows next to the grid border, gives (exactly, when Delta D Delta^T = 0, checked in Python)
+ *
+ *     K = s * G * D  +  g_h * F  +  g_v * F^T,        F = s * Delta D,
+ *
+ * G = g (x) g. Every row of F is a sum of centred boxes (rows of D are runs of ones), so the whole
+ * filter is, on the reflect-101 padded plane x:
+ *
+ *     z  = D (.) x        column-run sums: running column sums S_v (half-height v) for every
+ *                         distinct half-height of the disk's columns, z = sum_dx S_hh(dx)[. + dx]
+ *     f  = F (.) x        sum over terms (i, b, c): c * HBox_b(x)[row + i]   (horizontal boxes)
+ *     f' = F^T (.) x      sum over the same terms: c * S_b[column + i]      (vertical boxes)
+ *     y  = g_h (.) (s g_v (.) z + f) + g_v (.) f'
+ *
+ * all computed on the padded plane itself, so the border needs no special care. Everything runs
+ * per plane in cache on ring buffers of rows; the input is read once and the output written once,
+ * clipped to [0, 1] (float) or as uint8 floor(clip(y, 0, 255)) for uint8 input (values 0..255; the
+ * sums of uint8 values are integers below 2^24, hence exact in float32).
+ *
+ * Threads: planes are split with bk_run_chunks; AVX2/FMA variants are picked at run time.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bk_common.h"
+
+typedef float dk_vf_t __attribute__((vector_size(32), aligned(4)));
+typedef double dk_vd_t __attribute__((vector_size(32), aligned(8)));
+#define DK_LD(V, p) (*(const V *)(p))
+#define DK_ALIGN 64
+
+/* 64-byte aligned scratch (rows then start on cache lines); free with free(). */
+static void *dk_alloc(size_t nbytes) {
+    return aligned_alloc(DK_ALIGN, (nbytes + 2 * DK_ALIGN - 1) / DK_ALIGN * DK_ALIGN);
+}
+
+/* Row stride for n elements of size es (plus one vector of slack): whole cache lines, an odd
+ * number of them so that rows of one buffer do not all map to the same 4 KiB offsets. */
+static inline int64_t dk_stride(int64_t n, int64_t es) {
+    const int64_t per = DK_ALIGN / es;
+    int64_t lines = (n + 32 / es + per - 1) / per;
+    return (lines | 1) * per;
+}
+#define DK_ST(V, p, v) (*(V *)(p) = (v))
+
+typedef struct {
+    const void *in;
+    void *out;
+    int64_t H, W;
+    int64_t r, h, pad;          /* disk half-extent, Gaussian half-width, padding of the plane */
+    const int64_t *hh;          /* (2r + 1): half-height of the disk column dx = -r .. r */
+    const double *g;            /* (2h + 1): Gaussian taps */
+    double s;                   /* 1 / count (times 255 for uint8 output is not needed: same units) */
+    int64_t nterm;              /* correction terms (offset i, half-width b, coefficient c) */
+    const int64_t *ti, *tb;
+    const double *tc;
+    const int64_t *rowmap;      /* (H + 2 pad): source row of padded row j */
+    const int64_t *colmap;      /* (W + 2 pad): source column of padded column q */
+} dk_job_t;
+
+/* o[x] = sum_t p[t][x] (np >= 1), blocks of 8 / 4 / 1 vectors held in registers. */
+#define DK_SUM_BLOCK(T, V, NV)                                                                     \
+    for (; x + NV * L <= n; x += NV * L) {                                                        \
+        V a[NV];                                                                                  \
+        for (int v = 0; v < NV; ++v) a[v] = DK_LD(V, p[0] + x + v * L);                            \
+        for (int64_t t = 1; t < np; ++t) {                                                        \
+            const T *q = p[t] + x;                                                                \
+            for (int v = 0; v < NV; ++v) a[v] += DK_LD(V, q + v * L);                              \
+        }                                                                                         \
+        for (int v = 0; v < NV; ++v) DK_ST(V, o + x + v * L, a[v]);                                \
+    }
+#define DK_SUM_FN(NAME, T, V)                                                                      \
+    static inline __attribute__((always_inline)) void NAME(T *restrict o, const T *const *p,     \
+                                                           int64_t np, int64_t n) {              \
+        enum { L = (int)(sizeof(V) / sizeof(T)) };                                                \
+        int64_t x = 0;                                                                            \
+        DK_SUM_BLOCK(T, V, 8)                                                                     \
+        DK_SUM_BLOCK(T, V, 4)                                                                     \
+        DK_SUM_BLOCK(T, V, 1)                                                                     \
+        for (; x < n; ++x) {                                                                      \
+            T a = p[0][x];                                                                        \
+            for (int64_t t = 1; t < np; ++t) a += p[t][x];                                        \
+            o[x] = a;                                                                             \
+        }                                                                                         \
+    }
+
+/* o[x] = sum_t w[t] p[t][x] (np >= 1). */
+#define DK_WSUM_BLOCK(T, V, NV)                                                                    \
+    for (; x + NV * L <= n; x += NV * L) {                                                        \
+        V a[NV];                                                                                  \
+        const V w0 = (V){0} + w[0];                                                               \
+        for (int v = 0; v < NV; ++v) a[v] = w0 * DK_LD(V, p[0] + x + v * L);                       \
+        for (int64_t t = 1; t < np; ++t) {                                                        \
+            const T *q = p[t] + x;                                                                \
+            const V wt = (V){0} + w[t];                                                           \
+            for (int v = 0; v < NV; ++v) a[v] += wt * DK_LD(V, q + v * L);                         \
+        }                                                                                         \
+        for (int v = 0; v < NV; ++v) DK_ST(V, o + x + v * L, a[v]);                                \
+    }
+#define DK_WSUM_FN(NAME, T, V)                                                                     \
+    static inline __attribute__((always_inline)) void NAME(T *restrict o, const T *const *p,     \
+                                                           const T *w, int64_t np, int64_t n) {  \
+        enum { L = (int)(sizeof(V) / sizeof(T)) };                                                \
+        int64_t x = 0;                                                                            \
+        DK_WSUM_BLOCK(T, V, 8)                                                                    \
+        DK_WSUM_BLOCK(T, V, 4)                                                                    \
+        DK_WSUM_BLOCK(T, V, 1)                                                                    \
+        for (; x < n; ++x) {                                                                      \
+            T a = w[0] * p[0][x];                                                                 \
+            for (int64_t t = 1; t < np; ++t) a += w[t] * p[t][x];                                 \
+            o[x] = a;                                                                             \
+        }                                                                                         \
+    }
+
+DK_SUM_FN(dk_sum_f32, float, dk_vf_t)
+DK_SUM_FN(dk_sum_f64, double, dk_vd_t)
+DK_WSUM_FN(dk_wsum_f32, float, dk_vf_t)
+DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
+
+/* Padded row j of the plane as T: middle converted/copied, borders through colmap. */
+#define DK_LOAD_ROW(IT, T, dst, srow, cm, W, pad, Wp)                                              \
+    do {                                                                                          \
+        for (int64_t q_ = 0; q_ < (pad); ++q_) (dst)[q_] = (T)(srow)[(cm)[q_]];                   \
+        for (int64_t c_ = 0; c_ < (W); ++c_) (dst)[(pad) + c_] = (T)(srow)[c_];                   \
+        for (int64_t q_ = (pad) + (W); q_ < (Wp); ++q_) (dst)[q_] = (T)(srow)[(cm)[q_]];          \
+    } while (0)
+
+/* Store one output row: float outputs clip to [0, 1]; uint8 outputs floor(clip(v, 0, 255)). */
+#define DK_STORE_f(T, dst, o, W)                                                                   \
+    for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
+        const T v_ = (o)[x_];                                                                     \
+        (dst)[x_] = v_ < (T)0 ? (T)0 : (v_ > (T)1 ? (T)1 : v_);                                    \
+    }
+#define DK_STORE_u(T, dst, o, W)                                                                   \
+    for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
+        T v_ = (o)[x_];                                                                           \
+        v_ = v_ < (T)0 ? (T)0 : (v_ > (T)255 ? (T)255 : v_);                                       \
+        (dst)[x_] = (uint8_t)(int32_t)v_;                                                         \
+    }
+
+/* Horizontal box m of padded row jr inside DK_BODY: the row itself for half-width 0, else the ring. */
+#define HBROW(jr, m)                                                                               \
+    (bval[m] == 0 ? P + ((jr) & MM) * sWp + pad - h : HB + ((jr) & MM) * nB * sWz + (m) * sWz)
+
+/* One chunk of planes [p0, p1). IT: input/output element type; T: working type; OK: f or u. */
+#define DK_BODY(IT, T, SUMFN, WSUMFN, OK)                                                          \
+    const dk_job_t *j = (const dk_job_t *)ctx;                                                    \
+    const int64_t H = j->H, W = j->W, r = j->r, h = j->h, pad = j->pad, nt = j->nterm;            \
+    const int64_t Wp = W + 2 * pad, Wz = W + 2 * h, nz = 2 * h + 1;                              \
+    const int64_t sWp = dk_stride(Wp, sizeof(T)), sWz = dk_stride(Wz, sizeof(T)), sW = dk_stride(W, sizeof(T)); \
+    /* row lengths rounded up to whole vectors: the slack columns compute finite garbage, no scalar tails */ \
+    const int64_t LV = 32 / (int64_t)sizeof(T);                                                   \
+    const int64_t nWp = (Wp + LV - 1) / LV * LV, nWz = (Wz + LV - 1) / LV * LV, nW = (W + LV - 1) / LV * LV; \
+    int64_t M = 1, NZ = 1; /* ring sizes, powers of two */                                        \
+    while (M < 2 * pad + 2) M *= 2;                                                               \
+    while (NZ < nz) NZ *= 2;                                                                      \
+    const int64_t MM = M - 1, NM = NZ - 1;                                                        \
+    const int64_t nd = 2 * r + 1, off0 = pad - h - r;                                              \
+    /* distinct half-heights (disk columns and correction terms) */                                \
+    int64_t nS = 0, nB = 0;                                                                       \
+    int64_t *sval = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nd + nt + 1));                   \
+    int64_t *dsel = (int64_t *)malloc(sizeof(int64_t) * (size_t)nd);                              \
+    int64_t *tsel = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
+    int64_t *bval = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
+    int64_t *bsel = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
+    const int64_t npmax = nd + 2 * nz + nt + 2 * r + 8;                              \
+    const T **pp = (const T **)malloc(sizeof(T *) * (size_t)npmax);                               \
+    T *ww = (T *)malloc(sizeof(T) * (size_t)npmax);                                               \
+    const T **Sp = (const T **)malloc(sizeof(T *) * (size_t)(nd + nt + 1));                       \
+    int fail = !sval || !dsel || !tsel || !bval || !bsel || !pp || !ww || !Sp;                   \
+    if (!fail) {                                                                                  \
+        for (int64_t t = 0; t < nd + nt; ++t) {                                                   \
+            const int64_t v = t < nd ? j->hh[t] : j->tb[t - nd];                                  \
+            int64_t m = 0;                                                                        \
+            while (m < nS && sval[m] != v) ++m;                                                   \
+            if (m == nS) sval[nS++] = v;                                                          \
+            if (t < nd) dsel[t] = m; else tsel[t - nd] = m;                                       \
+        }                                                                                         \
+        /* horizontal box half-widths, ascending (each box extends the previous one) */           \
+        for (int64_t q = 0; q < nt; ++q) {                                                        \
+            int64_t m = 0;                                                                        \
+            while (m < nB && bval[m] != j->tb[q]) ++m;                                            \
+            if (m == nB) bval[nB++] = j->tb[q];                                                   \
+        }                                                                                         \
+        for (int64_t a = 1; a < nB; ++a)                                                          \
+            for (int64_t b = a; b > 0 && bval[b - 1] > bval[b]; --b) {                            \
+                const int64_t tmp = bval[b]; bval[b] = bval[b - 1]; bval[b - 1] = tmp;            \
+            }                                                                                     \
+        for (int64_t q = 0; q < nt; ++q) {                                                        \
+            int64_t m = 0;                                                                        \
+            while (bval[m] != j->tb[q]) ++m;                                                      \
+            bsel[q] = m;                                                                          \
+        }                                                                                         \
+    }                                                                                             \
+    T *P = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(M * sWp));      /* padded rows ring */ \
+    T *S = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(nS * sWp));     /* column sums */     \
+    T *HB = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(M * (nB ? nB : 1) * sWz));           \
+    T *Z = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(NZ * sWz));     /* z rows ring */     \
+    T *FP = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(NZ * sW));     /* f' rows ring */    \
+    T *U = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(sWz + sW));                           \
+    T *gw = fail ? NULL : (T *)malloc(sizeof(T) * (size_t)(2 * nz + nt + 8));                     \
+    fail = fail || !P || !S || !HB || !Z || !FP || !U || !gw;                                     \
+    if (!fail) { /* finite values everywhere, also in the slack columns */                        \
+        memset(P, 0, sizeof(T) * (size_t)(M * sWp)); memset(S, 0, sizeof(T) * (size_t)(nS * sWp)); \
+        memset(HB, 0, sizeof(T) * (size_t)(M * (nB ? nB : 1) * sWz));                              \
+        memset(Z, 0, sizeof(T) * (size_t)(NZ * sWz)); memset(FP, 0, sizeof(T) * (size_t)(NZ * sW)); \
+        memset(U, 0, sizeof(T) * (size_t)(sWz + sW));                                             \
+    }                                                                                             \
+    if (!fail) {                                                                                  \
+        T *O = U + sWz;                                                                           \
+        T *gs = gw, *gg = gw + nz, *tcw = gw + 2 * nz;                                            \
+        for (int64_t a = 0; a < nz; ++a) { gs[a] = (T)(j->s * j->g[a]); gg[a] = (T)j->g[a]; }     \
+        for (int64_t q = 0; q < nt; ++q) tcw[q] = (T)j->tc[q];                                    \
+        const int64_t *cm = j->colmap;                                                            \
+        for (int64_t p = i0; p < i1; ++p) {                                                       \
+            const IT *src = (const IT *)j->in + p * H * W;                                        \
+            IT *dst = (IT *)j->out + p * H * W;                                                   \
+            int64_t built = 0;                                                                    \
+            for (int64_t y = 0; y < H; ++y) {                                                     \
+                /* padded rows up to y + 2 pad: copy, horizontal boxes */                         \
+                for (; built <= y + 2 * pad; ++built) {                                           \
+                    T *pr = P + (built & MM) * sWp;                                               \
+                    const IT *srow = src + j->rowmap[built] * W;                                  \
+                    if (built + 3 < H + 2 * pad) { /* the row after next: start fetching it */    \
+                        const char *nx = (const char *)(src + j->rowmap[built + 3] * W);         \
+                        for (int64_t q = 0; q < W * (int64_t)sizeof(IT); q += 64) __builtin_prefetch(nx + q); \
+                    }                                                                             \
+                    DK_LOAD_ROW(IT, T, pr, srow, cm, W, pad, Wp);                                 \
+                    T *hb = HB + (built & MM) * nB * sWz;                                         \
+                    for (int64_t m = 0; m < nB; ++m) {                                            \
+                        const int64_t b = bval[m], b0 = m ? bval[m - 1] : -1;                     \
+                        if (b == 0) continue; /* the row itself (see HBROW) */                    \
+                        int64_t np = 0;                                                           \
+                        if (m) pp[np++] = HBROW(built, m - 1);                                    \
+                        for (int64_t d = b0 + 1; d <= b; ++d) {                                   \
+                            pp[np++] = pr + pad - h + d;                                          \
+                            if (d) pp[np++] = pr + pad - h - d;                                   \
+                        }                                                                         \
+                        SUMFN(hb + m * sWz, pp, np, nWz);                                           \
+                    }                                                                             \
+                }                                                                                 \
+                /* z and f' rows k = y + h (all of -h .. h at the first row) */                   \
+                for (int64_t k = (y ? y + h : -h); k <= y + h; ++k) {                             \
+                    const int64_t jc = k + pad;                                                   \
+                    for (int64_t m = 0; m < nS; ++m) {                                            \
+                        const int64_t v = sval[m];                                                \
+                        T *sm = S + m * sWp;                                                      \
+                        if (v == 0) { Sp[m] = P + (jc & MM) * sWp; continue; } /* one row */      \
+                        Sp[m] = sm;                                                               \
+                        if (k == -h) {                                                            \
+                            int64_t np = 0;                                                       \
+                            for (int64_t d = -v; d <= v; ++d) pp[np++] = P + ((jc + d) & MM) * sWp; \
+                            SUMFN(sm, pp, np, nWp);                                                \
+                        } else {                                                                  \
+                            const T *restrict ad = P + ((jc + v) & MM) * sWp;                     \
+                            const T *restrict rm = P + ((jc - v - 1) & MM) * sWp;                 \
+                            for (int64_t q = 0; q < nWp; ++q) sm[q] += ad[q] - rm[q];              \
+                        }                                                                         \
+                    }                                                                             \
+                    for (int64_t t = 0; t < nd; ++t) pp[t] = Sp[dsel[t]] + off0 + t;              \
+                    SUMFN(Z + ((k + h) & NM) * sWz, pp, nd, nWz);                                   \
+                    if (nt) {                                                                     \
+                        for (int64_t q = 0; q < nt; ++q) pp[q] = Sp[tsel[q]] + pad + j->ti[q];     \
+                        WSUMFN(FP + ((k + h) & NM) * sW, pp, tcw, nt, nW);                          \
+                    }                                                                             \
+                }                                                                                 \
+                /* u = s g_v (.) z + f over the Wz columns, then y = g_h (.) u + g_v (.) f' */    \
+                int64_t np = 0;                                                                   \
+                for (int64_t a = 0; a < nz; ++a) { pp[np] = Z + ((y + a) & NM) * sWz; ww[np++] = gs[a]; } \
+                for (int64_t q = 0; q < nt; ++q) {                                                \
+                    pp[np] = HBROW(y + pad + j->ti[q], bsel[q]);                                  \
+                    ww[np++] = tcw[q];                                                            \
+                }                                                                                 \
+                WSUMFN(U, pp, ww, np, nWz);                                                        \
+                np = 0;                                                                           \
+                for (int64_t a = 0; a < nz; ++a) { pp[np] = U + a; ww[np++] = gg[a]; }            \
+                if (nt)                                                                           \
+                    for (int64_t a = 0; a < nz; ++a) { pp[np] = FP + ((y + a) & NM) * sW; ww[np++] = gg[a]; } \
+                WSUMFN(O, pp, ww, np, nW);                                                         \
+                IT *drow = dst + y * W;                                                           \
+                DK_STORE_##OK(T, drow, O, W)                                                      \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+    free(sval); free(dsel); free(tsel); free(bval); free(bsel); free((void *)pp); free(ww);       \
+    free((void *)Sp);                                                                             \
+    free(P); free(S); free(HB); free(Z); free(FP); free(U); free(gw);                             \
+    return fail;
+
+static int dk_u8_base(void *ctx, int64_t i0, int64_t i1) { DK_BODY(uint8_t, float, dk_sum_f32, dk_wsum_f32, u) }
+static int dk_f32_base(void *ctx, int64_t i0, int64_t i1) { DK_BODY(float, float, dk_sum_f32, dk_wsum_f32, f) }
+static int dk_f64_base(void *ctx, int64_t i0, int64_t i1) { DK_BODY(double, double, dk_sum_f64, dk_wsum_f64, f) }
+#if BK_X86
+BK_AVX2 static int dk_u8_avx2(void *ctx, int64_t i0, int64_t i1) { DK_BODY(uint8_t, float, dk_sum_f32, dk_wsum_f32, u) }
+BK_AVX2 static int dk_f32_avx2(void *ctx, int64_t i0, int64_t i1) { DK_BODY(float, float, dk_sum_f32, dk_wsum_f32, f) }
+BK_AVX2 static int dk_f64_avx2(void *ctx, int64_t i0, int64_t i1) { DK_BODY(double, double, dk_sum_f64, dk_wsum_f64, f) }
+#endif
+
+/* Exported (ctypes). kind: 0 uint8 (0..255, uint8 output floor(clip)), 1 float32, 2 float64
+ * (output clipped to [0, 1]). rowmap has H + 2 pad entries, colmap W + 2 pad (reflect-101 maps);
+ * requires pad >= r + h, pad >= |ti|, 0 <= hh, tb <= r. Returns 0, 1 (allocation failed) or 2
+ * (bad arguments). */
+int bk_disk_defocus(int kind, const void *in, void *out, int64_t planes, int64_t H, int64_t W, int64_t r,
+                    int64_t h, int64_t pad, const int64_t *hh, const double *g, double s, int64_t nterm,
+                    const int64_t *ti, const int64_t *tb, const double *tc, const int64_t *rowmap,
+                    const int64_t *colmap, int nthreads) {
+    if (H < 1 || W < 1 || r < 0 || h < 0 || pad < r + h || nterm < 0 || planes < 0) return 2;
+    for (int64_t t = 0; t < 2 * r + 1; ++t)
+        if (hh[t] < 0 || hh[t] > r) return 2;
+    for (int64_t q = 0; q < nterm; ++q)
+        if (tb[q] < 0 || tb[q] > r || ti[q] < -pad || ti[q] > pad) return 2;
+    for (int64_t q = 0; q < H + 2 * pad; ++q)
+        if (rowmap[q] < 0 || rowmap[q] >= H) return 2;
+    for (int64_t q = 0; q < W + 2 * pad; ++q)
+        if (colmap[q] < 0 || colmap[q] >= W) return 2;
+    dk_job_t j = {in, out, H, W, r, h, pad, hh, g, s, nterm, ti, tb, tc, rowmap, colmap};
+    bk_chunk_fn fn;
+    if (kind == 0) fn = PICK(dk_u8);
+    else if (kind == 1) fn = PICK(dk_f32);
+    else if (kind == 2) fn = PICK(dk_f64);
+    else return 2;
+    return bk_run_chunks(fn, &j, planes, nthreads);
+}

@@ -32,6 +32,9 @@
 #include <math.h>
 
 #include "bk_common.h"
+#if BK_X86
+#include <immintrin.h>
+#endif
 
 
 #define NZ_TILE 256
@@ -113,16 +116,14 @@ NZ_AI void nz_vlog(nz_vf *p) {
     const nz_vi big = m > NZ_VF(1.41421356237f);
     m = NZ_SEL(big, m * 0.5f, m); /* [sqrt(1/2), sqrt(2)) */
     e -= big;
-    const nz_vf x = m - 1.0f, z = x * x;
-    nz_vf y = NZ_VF(7.0376836292E-2f);
-    y = y * x - 1.1514610310E-1f;
-    y = y * x + 1.1676998740E-1f;
-    y = y * x - 1.2420140846E-1f;
-    y = y * x + 1.4249322787E-1f;
-    y = y * x - 1.6668057665E-1f;
-    y = y * x + 2.0000714765E-1f;
-    y = y * x - 2.4999993993E-1f;
-    y = y * x + 3.3333331174E-1f;
+    const nz_vf x = m - 1.0f, z = x * x, z2 = z * z;
+    /* the degree-8 polynomial by Estrin's scheme (shorter dependency chains than Horner's) */
+    const nz_vf p01 = 7.0376836292E-2f * x - 1.1514610310E-1f;
+    const nz_vf p23 = 1.1676998740E-1f * x - 1.2420140846E-1f;
+    const nz_vf p45 = 1.4249322787E-1f * x - 1.6668057665E-1f;
+    const nz_vf p67 = 2.0000714765E-1f * x - 2.4999993993E-1f;
+    const nz_vf p03 = p01 * z + p23, p47 = p45 * z + p67;
+    nz_vf y = (p03 * z2 + p47) * x + 3.3333331174E-1f;
     y = y * x * z;
     const nz_vf ef = __builtin_convertvector(e, nz_vf);
     y += ef * -2.12194440e-4f;
@@ -130,8 +131,9 @@ NZ_AI void nz_vlog(nz_vf *p) {
     *p = x + y + ef * 0.693359375f;
 }
 
-/* sqrt(t) for 0 <= t < 2^126: bit-trick reciprocal square root and three Newton steps (~1e-7). */
-NZ_AI void nz_vsqrt(nz_vf *p) {
+/* sqrt: the hardware instruction where the build level has it, else a bit-trick reciprocal square
+ * root and three Newton steps (relative error ~1e-7), for 0 <= t < 2^126. */
+NZ_AI void nz_vsqrt_newton(nz_vf *p) {
     const nz_vf t = *p;
     nz_vf y = (nz_vf)(0x5f375a86 - ((nz_vi)t >> 1));
     const nz_vf h = 0.5f * t;
@@ -141,44 +143,68 @@ NZ_AI void nz_vsqrt(nz_vf *p) {
     *p = t * y;
 }
 
-/* NZ_TILE standard normal values for the elements t0 .. t0 + NZ_TILE - 1 (t0 a multiple of
- * NZ_TILE): pair p = i / 2 takes the radius word of stream kr and the angle word of stream ka at
- * counter p; element 2p gets r cos(theta), element 2p + 1 gets r sin(theta). */
-NZ_AI void nz_normals(float *restrict z, uint64_t t0, nz_key kr, nz_key ka) {
-    enum { P = NZ_TILE / 2 };
-    uint32_t wr[P], wa[P];
-    nz_words(wr, t0 >> 1, kr, P);
-    nz_words(wa, t0 >> 1, ka, P);
-    for (int v = 0; v < P / 8; ++v) {
-        nz_vu w1, w2;
-        memcpy(&w1, wr + 8 * v, sizeof w1);
-        memcpy(&w2, wa + 8 * v, sizeof w2);
-        /* radius: u in (0, 1], r = sqrt(-2 ln u) */
-        const nz_vf u = __builtin_convertvector((nz_vi)(w1 >> 1), nz_vf) * 0x1p-31f + 0x1p-32f;
-        nz_vf r = u;
-        nz_vlog(&r);
-        r = -2.0f * r;
-        r = NZ_SEL(r > NZ_VF(0.0f), r, NZ_VF(0.0f));
-        nz_vsqrt(&r);
-        /* angle: theta = q pi/2 + phi, q = top 2 bits, phi uniform in (-pi/4, pi/4) */
-        const nz_vu q = w2 >> 30;
-        const nz_vf phi = __builtin_convertvector((nz_vi)(w2 & 0x3fffffffU), nz_vf) * (float)(NZ_PI / 2 * 0x1p-30)
-                          + (float)(NZ_PI / 2 * 0x1p-31 - NZ_PI / 4);
-        const nz_vf x2 = phi * phi;
-        const nz_vf s = ((-1.9515295891E-4f * x2 + 8.3321608736E-3f) * x2 - 1.6666654611E-1f) * x2 * phi + phi;
-        const nz_vf c = ((2.443315711809948E-5f * x2 - 1.388731625493765E-3f) * x2 + 4.166664568298827E-2f)
-                        * x2 * x2 - 0.5f * x2 + 1.0f;
-        const nz_vi swap = -(nz_vi)(q & 1U);
-        nz_vf cx = NZ_SEL(swap, s, c), sy = NZ_SEL(swap, c, s);
-        cx = (nz_vf)((nz_vu)cx ^ (((q ^ (q >> 1)) & 1U) << 31)); /* cos < 0 for q = 1, 2 */
-        sy = (nz_vf)((nz_vu)sy ^ ((q >> 1) << 31));               /* sin < 0 for q = 2, 3 */
-        const nz_vf z0 = r * cx, z1 = r * sy;
-        for (int l = 0; l < 8; ++l) {
-            z[16 * v + 2 * l] = z0[l];
-            z[16 * v + 2 * l + 1] = z1[l];
-        }
-    }
+#if BK_X86
+typedef float nz_v4f __attribute__((vector_size(16)));
+NZ_AI void nz_vsqrt_base(nz_vf *p) { /* SSE (x86-64 baseline) on the two halves */
+    nz_v4f lo, hi;
+    memcpy(&lo, p, sizeof lo);
+    memcpy(&hi, (char *)p + sizeof lo, sizeof hi);
+    lo = __builtin_ia32_sqrtps(lo);
+    hi = __builtin_ia32_sqrtps(hi);
+    memcpy(p, &lo, sizeof lo);
+    memcpy((char *)p + sizeof lo, &hi, sizeof hi);
 }
+BK_AVX2 NZ_AI void nz_vsqrt_avx2(nz_vf *p) { *p = __builtin_ia32_sqrtps256(*p); }
+#else
+#define nz_vsqrt_base nz_vsqrt_newton
+#endif
+
+/* NZ_TILE standard normal values for the elements t0 .. t0 + NZ_TILE - 1 (t0 a multiple of
+ * NZ_TILE). Pair p (p = 8 (i / 16) + i % 8) hashes h = mix(lo32(p) ^ a) once and takes the radius
+ * word mix(h ^ b1') and the angle word mix(h ^ b2') (two streams' second keys, mixed with hi32(p));
+ * element 16 (i / 16) + i % 8 gets r cos(theta) and the element 8 after it r sin(theta). */
+#define NZ_NORMALS(TGT, NAME, SQRT)                                                                \
+    TGT NZ_AI void NAME(float *restrict z, uint64_t t0, nz_key kr, nz_key ka) {                     \
+        enum { P = NZ_TILE / 2 };                                                                  \
+        const uint64_t p0 = t0 >> 1;                                                               \
+        const uint32_t lo = (uint32_t)p0, hi = (uint32_t)(p0 >> 32);                               \
+        const uint32_t b1 = kr.b ^ nz_mix(hi ^ kr.c), b2 = ka.b ^ nz_mix(hi ^ ka.c);               \
+        const nz_vu iota = {0, 1, 2, 3, 4, 5, 6, 7};                                               \
+        for (int v = 0; v < P / 8; ++v) {                                                          \
+            nz_vu h = iota + (lo + (uint32_t)(8 * v));                                             \
+            h ^= kr.a;                                                                             \
+            nz_vmix(&h);                                                                           \
+            nz_vu w1 = h ^ b1, w2 = h ^ b2;                                                        \
+            nz_vmix(&w1);                                                                          \
+            nz_vmix(&w2);                                                                          \
+            /* radius: u in (0, 1], r = sqrt(-2 ln u) */                                           \
+            nz_vf r = __builtin_convertvector((nz_vi)(w1 >> 1), nz_vf) * 0x1p-31f + 0x1p-32f;      \
+            nz_vlog(&r);                                                                           \
+            r = -2.0f * r; /* >= 0: ln u < 0 for u < 1, exactly 0 at u = 1 */                      \
+            SQRT(&r);                                                                              \
+            /* angle: theta = q pi/2 + phi, q = top 2 bits, phi uniform in (-pi/4, pi/4) */        \
+            const nz_vu q = w2 >> 30;                                                              \
+            const nz_vf phi = __builtin_convertvector((nz_vi)(w2 & 0x3fffffffU), nz_vf)            \
+                              * (float)(NZ_PI / 2 * 0x1p-30) + (float)(NZ_PI / 2 * 0x1p-31 - NZ_PI / 4); \
+            const nz_vf x2 = phi * phi;                                                            \
+            const nz_vf s = ((-1.9515295891E-4f * x2 + 8.3321608736E-3f) * x2 - 1.6666654611E-1f)  \
+                            * x2 * phi + phi;                                                      \
+            const nz_vf c = ((2.443315711809948E-5f * x2 - 1.388731625493765E-3f) * x2             \
+                             + 4.166664568298827E-2f) * x2 * x2 - 0.5f * x2 + 1.0f;                \
+            const nz_vi swap = -(nz_vi)(q & 1U);                                                   \
+            nz_vf cx = NZ_SEL(swap, s, c), sy = NZ_SEL(swap, c, s);                                \
+            cx = (nz_vf)((nz_vu)cx ^ (((q ^ (q >> 1)) & 1U) << 31)); /* cos < 0 for q = 1, 2 */    \
+            sy = (nz_vf)((nz_vu)sy ^ ((q >> 1) << 31));               /* sin < 0 for q = 2, 3 */   \
+            const nz_vf z0 = r * cx, z1 = r * sy;                                                  \
+            memcpy(z + 16 * v, &z0, sizeof z0);                                                    \
+            memcpy(z + 16 * v + 8, &z1, sizeof z1);                                                \
+        }                                                                                          \
+    }
+
+NZ_NORMALS(, nz_normals_base, nz_vsqrt_base)
+#if BK_X86
+NZ_NORMALS(BK_AVX2, nz_normals_avx2, nz_vsqrt_avx2)
+#endif
 
 /* clip(v, 0, 1) by integer operations on the bits (negative values, -0 included, give +0; NaN gives
  * 1): unlike float compares under the default -ftrapping-math, these let loops vectorise. */
@@ -227,12 +253,12 @@ NZ_AI int64_t nz_tile_len(const nz_ctx *x, int64_t t) {
 }
 
 /* ------------------------------------------------------------------------------- gaussian */
-#define NZ_GAUSS_BODY                                                                              \
+#define NZ_GAUSS_BODY(NORMALS)                                                                      \
     const nz_ctx *x = (const nz_ctx *)vctx;                                                        \
     float z[NZ_TILE];                                                                              \
     for (int64_t t = i0; t < i1; ++t) {                                                            \
         const int64_t base = t * NZ_TILE, m = nz_tile_len(x, t);                                   \
-        nz_normals(z, (uint64_t)base, x->k0, x->k1);                                               \
+        NORMALS(z, (uint64_t)base, x->k0, x->k1);                                                  \
         if (x->dtype == 0) {                                                                       \
             const float *restrict a = (const float *)x->in + base;                                 \
             float *restrict o = (float *)x->out + base;                                            \
@@ -252,18 +278,18 @@ NZ_AI int64_t nz_tile_len(const nz_ctx *x, int64_t t) {
             uint8_t *restrict o = (uint8_t *)x->out + base;                                        \
             const float c = (float)(x->c * 255.0);                                                 \
             for (int64_t i = 0; i < m; ++i) {                                                      \
-                float y = (float)a[i] + c * z[i];                                                  \
-                y = y > 0.0f ? y : 0.0f;                                                           \
-                y = y < 255.0f ? y : 255.0f;                                                       \
-                o[i] = (uint8_t)(int32_t)y;                                                        \
+                /* |c z| <= 255 * 1e6 * 6.7 < 2^31 (the wrapper caps c): the conversion is in range */ \
+                int32_t q = (int32_t)((float)a[i] + c * z[i]); /* truncation = floor for >= 0 */    \
+                q = q > 0 ? q : 0;                                                                 \
+                o[i] = (uint8_t)(q < 255 ? q : 255);                                               \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
     return 0;
 
-static int gauss_base(void *vctx, int64_t i0, int64_t i1) { NZ_GAUSS_BODY }
+static int gauss_base(void *vctx, int64_t i0, int64_t i1) { NZ_GAUSS_BODY(nz_normals_base) }
 #if BK_X86
-BK_AVX2 static int gauss_avx2(void *vctx, int64_t i0, int64_t i1) { NZ_GAUSS_BODY }
+BK_AVX2 static int gauss_avx2(void *vctx, int64_t i0, int64_t i1) { NZ_GAUSS_BODY(nz_normals_avx2) }
 #endif
 
 /* -------------------------------------------------------------------------------- impulse */
@@ -313,8 +339,8 @@ BK_AVX2 static int impulse_avx2(void *vctx, int64_t i0, int64_t i1) { NZ_IMPULSE
 /* ----------------------------------------------------------------------------------- shot */
 /* Categories of Poisson(level) from words w (alias method: one table read per value, no branch);
  * tab holds (levels, 2^b) packed entries (threshold << b) | alias. */
-NZ_AI void nz_alias_run(uint32_t *restrict cat, const uint32_t *restrict lev, const uint32_t *restrict w,
-                        const uint32_t *restrict tab, int b, int m) {
+NZ_AI void nz_alias_run_base(uint32_t *restrict cat, const uint32_t *restrict lev, const uint32_t *restrict w,
+                             const uint32_t *restrict tab, int b, int m) {
     const uint32_t am = (1U << b) - 1U, fm = 0xffffffffU >> b;
     const int sh = 32 - b;
     for (int i = 0; i < m; ++i) {
@@ -324,6 +350,72 @@ NZ_AI void nz_alias_run(uint32_t *restrict cat, const uint32_t *restrict lev, co
         cat[i] = (j & keep) | ((e & am) & ~keep);
     }
 }
+
+#if BK_X86
+/* The same with AVX2 gathers (the compiler does not emit them for generic tuning). */
+BK_AVX2 NZ_AI void nz_alias_run_avx2(uint32_t *restrict cat, const uint32_t *restrict lev, const uint32_t *restrict w,
+                                     const uint32_t *restrict tab, int b, int m) {
+    const __m256i am = _mm256_set1_epi32((int)((1U << b) - 1U)), fm = _mm256_set1_epi32((int)(0xffffffffU >> b));
+    const __m128i shj = _mm_cvtsi32_si128(32 - b), shb = _mm_cvtsi32_si128(b);
+    int i = 0;
+    for (; i + 8 <= m; i += 8) {
+        const __m256i wi = _mm256_loadu_si256((const __m256i *)(w + i));
+        const __m256i j = _mm256_srl_epi32(wi, shj);
+        const __m256i idx = _mm256_add_epi32(_mm256_sll_epi32(_mm256_loadu_si256((const __m256i *)(lev + i)), shb), j);
+        const __m256i e = _mm256_i32gather_epi32((const int *)tab, idx, 4);
+        /* both sides < 2^31: a signed compare is the unsigned one */
+        const __m256i keep = _mm256_cmpgt_epi32(_mm256_srl_epi32(e, shb), _mm256_and_si256(wi, fm));
+        const __m256i r = _mm256_blendv_epi8(_mm256_and_si256(e, am), j, keep);
+        _mm256_storeu_si256((__m256i *)(cat + i), r);
+    }
+    if (i < m) nz_alias_run_base(cat + i, lev + i, w + i, tab, b, m - i);
+}
+#endif
+
+/* out[i] = vals[min(cat[i], kmax)] for the three output types. */
+NZ_AI void nz_vals_base_f32(float *restrict o, const float *restrict vals, const uint32_t *restrict cat,
+                            uint32_t kmax, int m) {
+    for (int i = 0; i < m; ++i) o[i] = vals[cat[i] < kmax ? cat[i] : kmax];
+}
+
+NZ_AI void nz_vals_base_u8(uint8_t *restrict o, const uint32_t *restrict vals, const uint32_t *restrict cat,
+                           uint32_t kmax, int m) {
+    for (int i = 0; i < m; ++i) o[i] = (uint8_t)vals[cat[i] < kmax ? cat[i] : kmax];
+}
+
+NZ_AI void nz_vals_f64(double *restrict o, const double *restrict vals, const uint32_t *restrict cat,
+                       uint32_t kmax, int m) {
+    for (int i = 0; i < m; ++i) o[i] = vals[cat[i] < kmax ? cat[i] : kmax];
+}
+
+#if BK_X86
+BK_AVX2 NZ_AI void nz_vals_avx2_f32(float *restrict o, const float *restrict vals, const uint32_t *restrict cat,
+                                    uint32_t kmax, int m) {
+    const __m256i km = _mm256_set1_epi32((int)kmax);
+    int i = 0;
+    for (; i + 8 <= m; i += 8) {
+        const __m256i q = _mm256_min_epu32(_mm256_loadu_si256((const __m256i *)(cat + i)), km);
+        _mm256_storeu_ps(o + i, _mm256_i32gather_ps(vals, q, 4));
+    }
+    if (i < m) nz_vals_base_f32(o + i, vals, cat + i, kmax, m - i);
+}
+
+BK_AVX2 NZ_AI void nz_vals_avx2_u8(uint8_t *restrict o, const uint32_t *restrict vals, const uint32_t *restrict cat,
+                                   uint32_t kmax, int m) {
+    const __m256i km = _mm256_set1_epi32((int)kmax);
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    int i = 0;
+    for (; i + 8 <= m; i += 8) {
+        const __m256i q = _mm256_min_epu32(_mm256_loadu_si256((const __m256i *)(cat + i)), km);
+        const __m256i v = _mm256_shuffle_epi8(_mm256_i32gather_epi32((const int *)vals, q, 4), pick);
+        const uint32_t lo = (uint32_t)_mm256_extract_epi32(v, 0), hi = (uint32_t)_mm256_extract_epi32(v, 4);
+        memcpy(o + i, &lo, 4);
+        memcpy(o + i + 4, &hi, 4);
+    }
+    if (i < m) nz_vals_base_u8(o + i, vals, cat + i, kmax, m - i);
+}
+#endif
 
 /* Poisson(f * delta / 256) for the value at flat index i given its aux word w >= aux[0]: a
  * Poisson(delta / 256) count (>= 1 here), each event kept with probability f. */
@@ -338,7 +430,7 @@ static uint32_t nz_rare(const nz_ctx *x, uint64_t i, uint32_t w, uint32_t tau) {
 /* Float values: lambda = c v = c (k + (j + f) / 256) / 255 with k, j integers, 0 <= f < 1: the sum of
  * Poisson(c k / 255) (main tables), Poisson(c j / 65280) (sub-level tables) and Poisson(c f / 65280)
  * (a rare Poisson(c / 65280) count, thinned). */
-#define NZ_SHOT_FLOAT(U, CLIP, VALS)                                                               \
+#define NZ_SHOT_FLOAT(U, CLIP, STORE, ALIAS)                                                        \
     for (int i = 0; i < m; ++i) { /* U: float for float32 input, double for float64 */             \
         const U v = CLIP(a[i]);                                                                    \
         const U t = v * (U)255;                                                                    \
@@ -351,8 +443,8 @@ static uint32_t nz_rare(const nz_ctx *x, uint64_t i, uint32_t w, uint32_t tau) {
         sub[i] = (uint32_t)j;                                                                      \
         frac[i] = (float)(s - (U)j);                                                               \
     }                                                                                              \
-    nz_alias_run(cat, lev, w0, x->tab, x->bits, m);                                                \
-    nz_alias_run(cat2, sub, w1, x->tab2, x->bits2, m);                                             \
+    ALIAS(cat, lev, w0, x->tab, x->bits, m);                                                       \
+    ALIAS(cat2, sub, w1, x->tab2, x->bits2, m);                                                    \
     uint32_t any = 0;                                                                              \
     for (int i = 0; i < m; ++i) any |= (uint32_t)(w2[i] >= t0);                                    \
     if (any)                                                                                       \
@@ -362,13 +454,10 @@ static uint32_t nz_rare(const nz_ctx *x, uint64_t i, uint32_t w, uint32_t tau) {
                 const uint32_t tau = p >= 4294967295.0 ? 0xffffffffU : (uint32_t)p;                \
                 cat2[i] += nz_rare(x, (uint64_t)(base + i), w2[i], tau);                           \
             }                                                                                      \
-    for (int i = 0; i < m; ++i) {                                                                  \
-        uint32_t q = cat[i] + cat2[i];                                                             \
-        q = q < kmax ? q : kmax;                                                                   \
-        o[i] = VALS[q];                                                                            \
-    }
+    for (int i = 0; i < m; ++i) cat[i] += cat2[i];                                                 \
+    STORE;
 
-#define NZ_SHOT_BODY                                                                               \
+#define NZ_SHOT_BODY(ALIAS, VALS_F32, VALS_U8)                                                      \
     const nz_ctx *x = (const nz_ctx *)vctx;                                                        \
     uint32_t w0[NZ_TILE], w1[NZ_TILE], w2[NZ_TILE], lev[NZ_TILE], sub[NZ_TILE];                    \
     uint32_t cat[NZ_TILE], cat2[NZ_TILE];                                                          \
@@ -382,8 +471,8 @@ static uint32_t nz_rare(const nz_ctx *x, uint64_t i, uint32_t w, uint32_t tau) {
             const uint8_t *restrict a = (const uint8_t *)x->in + base;                             \
             uint8_t *restrict o = (uint8_t *)x->out + base;                                        \
             for (int i = 0; i < m; ++i) lev[i] = a[i];                                             \
-            nz_alias_run(cat, lev, w0, x->tab, x->bits, m);                                        \
-            for (int i = 0; i < m; ++i) o[i] = (uint8_t)x->vu[cat[i]];                             \
+            ALIAS(cat, lev, w0, x->tab, x->bits, m);                                               \
+            VALS_U8(o, x->vu, cat, kmax, m);                                                       \
             continue;                                                                              \
         }                                                                                          \
         nz_words(w1, (uint64_t)base, x->k1, NZ_TILE);                                              \
@@ -391,18 +480,22 @@ static uint32_t nz_rare(const nz_ctx *x, uint64_t i, uint32_t w, uint32_t tau) {
         if (x->dtype == 0) {                                                                       \
             const float *restrict a = (const float *)x->in + base;                                 \
             float *restrict o = (float *)x->out + base;                                            \
-            NZ_SHOT_FLOAT(float, nz_clip01f, x->vf)                                                \
+            NZ_SHOT_FLOAT(float, nz_clip01f, VALS_F32(o, x->vf, cat, kmax, m), ALIAS)               \
         } else {                                                                                   \
             const double *restrict a = (const double *)x->in + base;                               \
             double *restrict o = (double *)x->out + base;                                          \
-            NZ_SHOT_FLOAT(double, nz_clip01d, x->vd)                                               \
+            NZ_SHOT_FLOAT(double, nz_clip01d, nz_vals_f64(o, x->vd, cat, kmax, m), ALIAS)           \
         }                                                                                          \
     }                                                                                              \
     return 0;
 
-static int shot_base(void *vctx, int64_t i0, int64_t i1) { NZ_SHOT_BODY }
+static int shot_base(void *vctx, int64_t i0, int64_t i1) {
+    NZ_SHOT_BODY(nz_alias_run_base, nz_vals_base_f32, nz_vals_base_u8)
+}
 #if BK_X86
-BK_AVX2 static int shot_avx2(void *vctx, int64_t i0, int64_t i1) { NZ_SHOT_BODY }
+BK_AVX2 static int shot_avx2(void *vctx, int64_t i0, int64_t i1) {
+    NZ_SHOT_BODY(nz_alias_run_avx2, nz_vals_avx2_f32, nz_vals_avx2_u8)
+}
 #endif
 
 /* ------------------------------------------------------------------------------- tables */

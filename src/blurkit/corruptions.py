@@ -28,7 +28,12 @@ corruption              reference algorithm reproduced
 ======================  ========================================================================
 
 Random parts (motion angle, glass swap offsets, noise) come from a ``torch.Generator`` the caller
-passes; the same seed reproduces a result on the same device.
+passes; the same seed reproduces a result on the same device. On CPU the noise is drawn by compiled
+kernels with counter-based random numbers (:mod:`blurkit._noise`: a value's noise depends only on
+the seed drawn from the generator and its index, so any thread count gives the same result).
+
+uint8 batches stay uint8 end to end on CPU (blur, clip and the reference's truncating ``np.uint8``
+cast fused into one pass), which is how ImageNet-C images are made and stored.
 
 Example:
     >>> import torch, blurkit as bk
@@ -48,6 +53,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from . import _noise
 from . import filtering as _f
 from ._validation import check_images, describe, restore_batch
 
@@ -519,10 +525,8 @@ def gaussian_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "i
         severity: 1..5. dataset: ``"imagenet"`` or ``"cifar"``. generator: for the noise.
     """
     c = _param("gaussian_noise", severity, dataset)
-    x, sq, u8 = _prepare(images)
-    g = _check_generator(generator, x)
-    n = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    return _finish(n.mul_(c).add_(x), images, sq, u8)
+    x, sq = _prepare_raw(images)
+    return restore_batch(_noise.gaussian_noise(x, c, _check_generator(generator, x)), sq)
 
 
 def shot_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet",
@@ -534,10 +538,8 @@ def shot_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "image
         severity: 1..5. dataset: ``"imagenet"`` or ``"cifar"``. generator: for the noise.
     """
     c = float(_param("shot_noise", severity, dataset))
-    x, sq, u8 = _prepare(images)
-    g = _check_generator(generator, x)
-    y = torch.poisson((x * c).clamp_min(0), generator=g) / c
-    return _finish(y, images, sq, u8)
+    x, sq = _prepare_raw(images)
+    return restore_batch(_noise.shot_noise(x, c, _check_generator(generator, x)), sq)
 
 
 def impulse_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet",
@@ -552,12 +554,8 @@ def impulse_noise(images: torch.Tensor, severity: int = 1, *, dataset: str = "im
         severity: 1..5. dataset: ``"imagenet"`` or ``"cifar"``. generator: for the noise.
     """
     c = _param("impulse_noise", severity, dataset)
-    x, sq, u8 = _prepare(images)
-    g = _check_generator(generator, x)
-    # one uniform draw decides both: replaced if u < c; salt (1) if u < c / 2, pepper (0) otherwise
-    u = torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    y = torch.where(u < c, (u < c / 2).to(x.dtype), x)
-    return _finish(y, images, sq, u8)
+    x, sq = _prepare_raw(images)
+    return restore_batch(_noise.impulse_noise(x, c, _check_generator(generator, x)), sq)
 
 
 _FUNCS: dict[str, Callable[..., torch.Tensor]] = {

@@ -6,6 +6,9 @@ scikit-image runs image by image (float64, as it computes; periodic borders for 
 for Richardson-Lucy); blurkit runs the whole batch (float32) with its default borders (Wiener pads
 each side by 4x the kernel radius, so its FFTs are larger than scikit-image's) and, for Wiener, also
 with scikit-image's periodic model. Per-image times; the last column is the speed-up of blurkit.
+The "FFT pair only" rows time torch's rfft2 + irfft2 of the batch and nothing else, at the circular
+size and at the padded size Wiener uses for the Gaussian batch: no FFT-based Wiener filter in torch
+can be faster than these, so their ratio to scikit-image's Wiener is the ceiling for the Wiener rows.
 
 Run: ``flock /tmp/bench.lock python benchmarks/deblur_speed.py [--quick]``
 """
@@ -22,6 +25,7 @@ from skimage import color, data, restoration
 from skimage.transform import resize
 
 import blurkit as bk
+from blurkit import deblur
 
 
 def photo_batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -87,6 +91,15 @@ def main() -> None:
         bk_rl = Timer(repeat=1 if args.quick else 3, warmup=1)(
             lambda y=y, k=k: bk.deblur.richardson_lucy(y, k, args.num_iter)) / B
         rows.append([f"richardson_lucy x{args.num_iter}, {fam}", sk_rl, bk_rl, sk_rl / bk_rl])
+    # The floor of any FFT-based Wiener filter in torch: one rfft2 and one irfft2 of the batch, nothing else.
+    sk_wg = rows[0][1]
+    ry, rx = deblur._support_radius(families["gaussian"])
+    for n_fft, what in ((args.size, "circular size"),
+                        (deblur._fast_size(args.size + 2 * max(4 * max(ry, rx), 4)), "padded size, Gaussian batch")):
+        z = torch.rand(B, 1, n_fft, n_fft, generator=gen)
+        zf = torch.fft.rfft2(z)
+        fft_ms = timer(lambda z=z, zf=zf, n=n_fft: (torch.fft.rfft2(z), torch.fft.irfft2(zf, s=(n, n)))) / B
+        rows.append([f"FFT pair only: rfft2 + irfft2 at {n_fft}x{n_fft} ({what})", sk_wg, fft_ms, sk_wg / fft_ms])
     print(f"# deblur speed, batch {B} x 1 x {args.size} x {args.size}, per image (ms); {machine()}")
     print(table(["method, kernels", "scikit-image ms/img", "blurkit ms/img", "speed-up"], rows))
 

@@ -49,13 +49,16 @@ def test_plan_composes_to_the_reference_kernel(radius, alias):
     assert p is not None
     k = ref_disk(radius, alias)
     ext = np.zeros_like(p.kernel)
-    ext[p.h:-p.h, p.h:-p.h] = k
+    n = k.shape[0]
+    ext[p.h:p.h + n, p.h:p.h + n] = k
     np.testing.assert_allclose(p.kernel, ext, rtol=0, atol=1e-15)
     assert p.count == int(round(1 / p.s))
     assert p.pad >= p.r + p.h and np.all(np.abs(p.ti) <= p.pad)
 
 
 def test_plan_correction_terms():
+    # alias_blur 0.1: side taps of 2e-22 are dropped (no float64 result changes beyond rounding)
+    assert _disk.plan(3, 0.1).h == 0 and _disk.plan(4, 0.5).h == 1
     # the correction vanishes while the disk stays h px inside the 17 x 17 grid ...
     for radius, alias in IMAGENET[:3]:
         assert len(_disk.plan(radius, alias).ti) == 0
@@ -181,3 +184,16 @@ def test_falls_back_with_none(monkeypatch):
     assert _disk.plan(8.5, 0.5) is None
     monkeypatch.setattr(_disk, "_FN", False)  # extension not built
     assert _disk.defocus_corruption(x, 3, 0.1) is None
+
+
+def test_uint8_large_radius_sums_in_groups():
+    # radius 20: the disk holds 1257 ones, 255 * 1257 > 2^16, so the uint16 column sums are added
+    # in several groups; still exact
+    u = (_rand((1, 2, 50, 61), 9) * 256).clamp(max=255).to(torch.uint8)
+    y = _disk.defocus_corruption(u, 20, 0.5)
+    v = ref_blur(u.double().numpy() / 255.0, 20, 0.5) * 255.0
+    ref = np.floor(np.clip(v, 0, 255))
+    diff = y.double().numpy() != ref
+    assert np.all(np.abs(v[diff] - np.round(v[diff])) < 1e-6) and diff.mean() < 0.01
+    # beyond 2^24 / 255 ones float32 would no longer hold the sums exactly: fall back
+    assert _disk.defocus_corruption(u, 150, 0.5) is None

@@ -33,6 +33,7 @@
 
 typedef float dk_vf_t __attribute__((vector_size(32), aligned(4)));
 typedef double dk_vd_t __attribute__((vector_size(32), aligned(8)));
+typedef uint16_t dk_vh_t __attribute__((vector_size(32), aligned(2)));
 #define DK_LD(V, p) (*(const V *)(p))
 #define DK_ALIGN 64
 
@@ -120,6 +121,7 @@ typedef struct {
     }
 
 DK_SUM_FN(dk_sum_f32, float, dk_vf_t)
+DK_SUM_FN(dk_sum_u16, uint16_t, dk_vh_t)
 DK_SUM_FN(dk_sum_f64, double, dk_vd_t)
 DK_WSUM_FN(dk_wsum_f32, float, dk_vf_t)
 DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
@@ -145,36 +147,46 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
         (dst)[x_] = (uint8_t)(int32_t)v_;                                                         \
     }
 
-/* Horizontal box m of padded row jr inside DK_BODY: the row itself for half-width 0, else the ring. */
-#define HBROW(jr, m)                                                                               \
-    (bval[m] == 0 ? P + ((jr) & MM) * sWp + pad - h : HB + ((jr) & MM) * nB * sWz + (m) * sWz)
+/* Horizontal box m of padded row jr inside DK_BODY (ring of T rows; without conversion the box of
+ * half-width 0 is the padded row itself). */
+#define HBROW(jr, m, T, CONV)                                                                      \
+    (!CONV && bval[m] == 0 ? (const T *)(P + ((jr) & MM) * sWpA + pad - h)                       \
+                           : (const T *)(HB + ((jr) & MM) * nB * sWz + (m) * sWz))
 
-/* One chunk of planes [p0, p1). IT: input/output element type; T: working type; OK: f or u. */
-#define DK_BODY(IT, T, SUMFN, WSUMFN, OK)                                                          \
+/* One chunk of planes [i0, i1). IT: input/output element type; AT: type of the padded rows, column
+ * sums and disk sums (uint16 for uint8 input: sums of uint8 taken modulo 2^16 are exact as long as
+ * the true sum is below 2^16, so the disk sum is split into groups of columns that keep it there);
+ * T: working type of the Gaussian and correction stages. CONV: AT differs from T. OK: f (clip to
+ * [0, 1]) or u (uint8 floor(clip(v, 0, 255))). */
+#define DK_BODY(IT, AT, T, SUMA, WSUMT, OK, CONV)                                                  \
     const dk_job_t *j = (const dk_job_t *)ctx;                                                    \
     const int64_t H = j->H, W = j->W, r = j->r, h = j->h, pad = j->pad, nt = j->nterm;            \
     const int64_t Wp = W + 2 * pad, Wz = W + 2 * h, nz = 2 * h + 1;                              \
+    const int64_t sWpA = dk_stride(Wp, sizeof(AT)), sWzA = dk_stride(Wz, sizeof(AT));             \
     const int64_t sWp = dk_stride(Wp, sizeof(T)), sWz = dk_stride(Wz, sizeof(T)), sW = dk_stride(W, sizeof(T)); \
     /* row lengths rounded up to whole vectors: the slack columns compute finite garbage, no scalar tails */ \
-    const int64_t LV = 32 / (int64_t)sizeof(T);                                                   \
+    const int64_t LV = 32 / (int64_t)sizeof(T), LA = 32 / (int64_t)sizeof(AT);                   \
     const int64_t nWp = (Wp + LV - 1) / LV * LV, nWz = (Wz + LV - 1) / LV * LV, nW = (W + LV - 1) / LV * LV; \
+    const int64_t nWpA = (Wp + LA - 1) / LA * LA, nWzA = (Wz + LA - 1) / LA * LA;                 \
     int64_t M = 1, NZ = 1; /* ring sizes, powers of two */                                        \
     while (M < 2 * pad + 2) M *= 2;                                                               \
     while (NZ < nz) NZ *= 2;                                                                      \
     const int64_t MM = M - 1, NM = NZ - 1;                                                        \
     const int64_t nd = 2 * r + 1, off0 = pad - h - r;                                              \
     /* distinct half-heights (disk columns and correction terms) */                                \
-    int64_t nS = 0, nB = 0;                                                                       \
+    int64_t nS = 0, nB = 0, ng = 0;                                                               \
     int64_t *sval = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nd + nt + 1));                   \
     int64_t *dsel = (int64_t *)malloc(sizeof(int64_t) * (size_t)nd);                              \
     int64_t *tsel = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
     int64_t *bval = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
     int64_t *bsel = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
-    const int64_t npmax = nd + 2 * nz + nt + 2 * r + 8;                              \
+    int64_t *gend = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nd + 1)); /* disk-sum groups */  \
+    const int64_t npmax = nd + 2 * nz + nt + 2 * r + 8;                                           \
     const T **pp = (const T **)malloc(sizeof(T *) * (size_t)npmax);                               \
+    const AT **pa = (const AT **)malloc(sizeof(AT *) * (size_t)npmax);                            \
     T *ww = (T *)malloc(sizeof(T) * (size_t)npmax);                                               \
-    const T **Sp = (const T **)malloc(sizeof(T *) * (size_t)(nd + nt + 1));                       \
-    int fail = !sval || !dsel || !tsel || !bval || !bsel || !pp || !ww || !Sp;                   \
+    const AT **Sp = (const AT **)malloc(sizeof(AT *) * (size_t)(nd + nt + 1));                    \
+    int fail = !sval || !dsel || !tsel || !bval || !bsel || !gend || !pp || !pa || !ww || !Sp;    \
     if (!fail) {                                                                                  \
         for (int64_t t = 0; t < nd + nt; ++t) {                                                   \
             const int64_t v = t < nd ? j->hh[t] : j->tb[t - nd];                                  \
@@ -198,17 +210,29 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
             while (bval[m] != j->tb[q]) ++m;                                                      \
             bsel[q] = m;                                                                          \
         }                                                                                         \
+        /* groups of disk columns whose uint8 sum stays below 2^16 (one group without CONV) */    \
+        int64_t acc = 0;                                                                          \
+        for (int64_t t = 0; t < nd; ++t) {                                                        \
+            const int64_t wt = 255 * (2 * j->hh[t] + 1);                                          \
+            if (CONV && t && acc + wt > 65535) { gend[ng++] = t; acc = 0; }                       \
+            acc += wt;                                                                            \
+        }                                                                                         \
+        gend[ng++] = nd;                                                                          \
     }                                                                                             \
-    T *P = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(M * sWp));      /* padded rows ring */ \
-    T *S = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(nS * sWp));     /* column sums */     \
+    AT *P = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)(M * sWpA));  /* padded rows ring */ \
+    AT *S = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)(nS * sWpA)); /* column sums */     \
+    AT *HA = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)((nB + 1) * sWzA + sWpA)); /* AT scratch */ \
+    T *SF = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)((nS + 1) * sWp)); /* T copies of S */ \
     T *HB = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(M * (nB ? nB : 1) * sWz));           \
     T *Z = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(NZ * sWz));     /* z rows ring */     \
     T *FP = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(NZ * sW));     /* f' rows ring */    \
     T *U = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(sWz + sW));                           \
     T *gw = fail ? NULL : (T *)malloc(sizeof(T) * (size_t)(2 * nz + nt + 8));                     \
-    fail = fail || !P || !S || !HB || !Z || !FP || !U || !gw;                                     \
+    fail = fail || !P || !S || !HA || !SF || !HB || !Z || !FP || !U || !gw;                       \
     if (!fail) { /* finite values everywhere, also in the slack columns */                        \
-        memset(P, 0, sizeof(T) * (size_t)(M * sWp)); memset(S, 0, sizeof(T) * (size_t)(nS * sWp)); \
+        memset(P, 0, sizeof(AT) * (size_t)(M * sWpA)); memset(S, 0, sizeof(AT) * (size_t)(nS * sWpA)); \
+        memset(HA, 0, sizeof(AT) * (size_t)((nB + 1) * sWzA + sWpA));                             \
+        memset(SF, 0, sizeof(T) * (size_t)((nS + 1) * sWp));                                      \
         memset(HB, 0, sizeof(T) * (size_t)(M * (nB ? nB : 1) * sWz));                              \
         memset(Z, 0, sizeof(T) * (size_t)(NZ * sWz)); memset(FP, 0, sizeof(T) * (size_t)(NZ * sW)); \
         memset(U, 0, sizeof(T) * (size_t)(sWz + sW));                                             \
@@ -226,24 +250,32 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
             for (int64_t y = 0; y < H; ++y) {                                                     \
                 /* padded rows up to y + 2 pad: copy, horizontal boxes */                         \
                 for (; built <= y + 2 * pad; ++built) {                                           \
-                    T *pr = P + (built & MM) * sWp;                                               \
+                    AT *pr = P + (built & MM) * sWpA;                                             \
                     const IT *srow = src + j->rowmap[built] * W;                                  \
                     if (built + 3 < H + 2 * pad) { /* the row after next: start fetching it */    \
                         const char *nx = (const char *)(src + j->rowmap[built + 3] * W);         \
                         for (int64_t q = 0; q < W * (int64_t)sizeof(IT); q += 64) __builtin_prefetch(nx + q); \
                     }                                                                             \
-                    DK_LOAD_ROW(IT, T, pr, srow, cm, W, pad, Wp);                                 \
+                    DK_LOAD_ROW(IT, AT, pr, srow, cm, W, pad, Wp);                                \
                     T *hb = HB + (built & MM) * nB * sWz;                                         \
                     for (int64_t m = 0; m < nB; ++m) {                                            \
                         const int64_t b = bval[m], b0 = m ? bval[m - 1] : -1;                     \
-                        if (b == 0) continue; /* the row itself (see HBROW) */                    \
-                        int64_t np = 0;                                                           \
-                        if (m) pp[np++] = HBROW(built, m - 1);                                    \
-                        for (int64_t d = b0 + 1; d <= b; ++d) {                                   \
-                            pp[np++] = pr + pad - h + d;                                          \
-                            if (d) pp[np++] = pr + pad - h - d;                                   \
+                        AT *ha = CONV ? HA + m * sWzA : (AT *)(hb + m * sWz);                     \
+                        if (b == 0) { /* the row itself */                                        \
+                            if (CONV) for (int64_t q = 0; q < nWzA; ++q) ha[q] = pr[pad - h + q]; \
+                        } else {                                                                  \
+                            int64_t np = 0;                                                       \
+                            if (m) pa[np++] = CONV ? HA + (m - 1) * sWzA : (const AT *)HBROW(built, m - 1, T, CONV); \
+                            for (int64_t d = b0 + 1; d <= b; ++d) {                               \
+                                pa[np++] = pr + pad - h + d;                                      \
+                                if (d) pa[np++] = pr + pad - h - d;                               \
+                            }                                                                     \
+                            SUMA(ha, pa, np, CONV ? nWzA : nWz);                                  \
                         }                                                                         \
-                        SUMFN(hb + m * sWz, pp, np, nWz);                                           \
+                        if (CONV) {                                                               \
+                            T *hm = hb + m * sWz;                                                 \
+                            for (int64_t q = 0; q < nWz; ++q) hm[q] = (T)ha[q];                   \
+                        }                                                                         \
                     }                                                                             \
                 }                                                                                 \
                 /* z and f' rows k = y + h (all of -h .. h at the first row) */                   \
@@ -251,56 +283,77 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
                     const int64_t jc = k + pad;                                                   \
                     for (int64_t m = 0; m < nS; ++m) {                                            \
                         const int64_t v = sval[m];                                                \
-                        T *sm = S + m * sWp;                                                      \
-                        if (v == 0) { Sp[m] = P + (jc & MM) * sWp; continue; } /* one row */      \
+                        AT *sm = S + m * sWpA;                                                    \
+                        if (v == 0) { Sp[m] = P + (jc & MM) * sWpA; continue; } /* one row */     \
                         Sp[m] = sm;                                                               \
                         if (k == -h) {                                                            \
                             int64_t np = 0;                                                       \
-                            for (int64_t d = -v; d <= v; ++d) pp[np++] = P + ((jc + d) & MM) * sWp; \
-                            SUMFN(sm, pp, np, nWp);                                                \
+                            for (int64_t d = -v; d <= v; ++d) pa[np++] = P + ((jc + d) & MM) * sWpA; \
+                            SUMA(sm, pa, np, nWpA);                                               \
                         } else {                                                                  \
-                            const T *restrict ad = P + ((jc + v) & MM) * sWp;                     \
-                            const T *restrict rm = P + ((jc - v - 1) & MM) * sWp;                 \
-                            for (int64_t q = 0; q < nWp; ++q) sm[q] += ad[q] - rm[q];              \
+                            const AT *restrict ad = P + ((jc + v) & MM) * sWpA;                   \
+                            const AT *restrict rm = P + ((jc - v - 1) & MM) * sWpA;               \
+                            for (int64_t q = 0; q < nWpA; ++q) sm[q] += ad[q] - rm[q];            \
                         }                                                                         \
                     }                                                                             \
-                    for (int64_t t = 0; t < nd; ++t) pp[t] = Sp[dsel[t]] + off0 + t;              \
-                    SUMFN(Z + ((k + h) & NM) * sWz, pp, nd, nWz);                                   \
+                    T *zr = Z + ((k + h) & NM) * sWz;                                             \
+                    for (int64_t gi = 0, t0 = 0; gi < ng; t0 = gend[gi++]) {                      \
+                        for (int64_t t = t0; t < gend[gi]; ++t) pa[t - t0] = Sp[dsel[t]] + off0 + t; \
+                        if (!CONV) { SUMA((AT *)zr, pa, gend[gi] - t0, nWz); continue; }          \
+                        AT *zt = HA + nB * sWzA;                                                  \
+                        SUMA(zt, pa, gend[gi] - t0, nWzA);                                        \
+                        if (gi == 0) for (int64_t q = 0; q < nWz; ++q) zr[q] = (T)zt[q];          \
+                        else for (int64_t q = 0; q < nWz; ++q) zr[q] += (T)zt[q];                 \
+                    }                                                                             \
                     if (nt) {                                                                     \
-                        for (int64_t q = 0; q < nt; ++q) pp[q] = Sp[tsel[q]] + pad + j->ti[q];     \
-                        WSUMFN(FP + ((k + h) & NM) * sW, pp, tcw, nt, nW);                          \
+                        for (int64_t q = 0; q < nt; ++q) {                                        \
+                            const int64_t m = tsel[q];                                            \
+                            if (CONV) { /* T copy of this column sum, made once per row */        \
+                                T *sf = SF + m * sWp;                                             \
+                                int done = 0;                                                     \
+                                for (int64_t q2 = 0; q2 < q; ++q2) done |= tsel[q2] == m;         \
+                                if (!done) for (int64_t c = 0; c < nWp; ++c) sf[c] = (T)Sp[m][c]; \
+                                pp[q] = sf + pad + j->ti[q];                                      \
+                            } else {                                                              \
+                                pp[q] = (const T *)Sp[m] + pad + j->ti[q];                        \
+                            }                                                                     \
+                        }                                                                         \
+                        WSUMT(FP + ((k + h) & NM) * sW, pp, tcw, nt, nW);                         \
                     }                                                                             \
                 }                                                                                 \
                 /* u = s g_v (.) z + f over the Wz columns, then y = g_h (.) u + g_v (.) f' */    \
                 int64_t np = 0;                                                                   \
                 for (int64_t a = 0; a < nz; ++a) { pp[np] = Z + ((y + a) & NM) * sWz; ww[np++] = gs[a]; } \
                 for (int64_t q = 0; q < nt; ++q) {                                                \
-                    pp[np] = HBROW(y + pad + j->ti[q], bsel[q]);                                  \
+                    pp[np] = HBROW(y + pad + j->ti[q], bsel[q], T, CONV);                                  \
                     ww[np++] = tcw[q];                                                            \
                 }                                                                                 \
-                WSUMFN(U, pp, ww, np, nWz);                                                        \
+                WSUMT(U, pp, ww, np, nWz);                                                        \
                 np = 0;                                                                           \
                 for (int64_t a = 0; a < nz; ++a) { pp[np] = U + a; ww[np++] = gg[a]; }            \
                 if (nt)                                                                           \
                     for (int64_t a = 0; a < nz; ++a) { pp[np] = FP + ((y + a) & NM) * sW; ww[np++] = gg[a]; } \
-                WSUMFN(O, pp, ww, np, nW);                                                         \
+                WSUMT(O, pp, ww, np, nW);                                                         \
                 IT *drow = dst + y * W;                                                           \
                 DK_STORE_##OK(T, drow, O, W)                                                      \
             }                                                                                     \
         }                                                                                         \
     }                                                                                             \
-    free(sval); free(dsel); free(tsel); free(bval); free(bsel); free((void *)pp); free(ww);       \
-    free((void *)Sp);                                                                             \
-    free(P); free(S); free(HB); free(Z); free(FP); free(U); free(gw);                             \
+    free(sval); free(dsel); free(tsel); free(bval); free(bsel); free(gend); free((void *)pp);     \
+    free((void *)pa); free(ww); free((void *)Sp);                                                 \
+    free(P); free(S); free(HA); free(SF); free(HB); free(Z); free(FP); free(U); free(gw);         \
     return fail;
 
-static int dk_u8_base(void *ctx, int64_t i0, int64_t i1) { DK_BODY(uint8_t, float, dk_sum_f32, dk_wsum_f32, u) }
-static int dk_f32_base(void *ctx, int64_t i0, int64_t i1) { DK_BODY(float, float, dk_sum_f32, dk_wsum_f32, f) }
-static int dk_f64_base(void *ctx, int64_t i0, int64_t i1) { DK_BODY(double, double, dk_sum_f64, dk_wsum_f64, f) }
+#define DK_U8 DK_BODY(uint8_t, uint16_t, float, dk_sum_u16, dk_wsum_f32, u, 1)
+#define DK_F32 DK_BODY(float, float, float, dk_sum_f32, dk_wsum_f32, f, 0)
+#define DK_F64 DK_BODY(double, double, double, dk_sum_f64, dk_wsum_f64, f, 0)
+static int dk_u8_base(void *ctx, int64_t i0, int64_t i1) { DK_U8 }
+static int dk_f32_base(void *ctx, int64_t i0, int64_t i1) { DK_F32 }
+static int dk_f64_base(void *ctx, int64_t i0, int64_t i1) { DK_F64 }
 #if BK_X86
-BK_AVX2 static int dk_u8_avx2(void *ctx, int64_t i0, int64_t i1) { DK_BODY(uint8_t, float, dk_sum_f32, dk_wsum_f32, u) }
-BK_AVX2 static int dk_f32_avx2(void *ctx, int64_t i0, int64_t i1) { DK_BODY(float, float, dk_sum_f32, dk_wsum_f32, f) }
-BK_AVX2 static int dk_f64_avx2(void *ctx, int64_t i0, int64_t i1) { DK_BODY(double, double, dk_sum_f64, dk_wsum_f64, f) }
+BK_AVX2 static int dk_u8_avx2(void *ctx, int64_t i0, int64_t i1) { DK_U8 }
+BK_AVX2 static int dk_f32_avx2(void *ctx, int64_t i0, int64_t i1) { DK_F32 }
+BK_AVX2 static int dk_f64_avx2(void *ctx, int64_t i0, int64_t i1) { DK_F64 }
 #endif
 
 /* Exported (ctypes). kind: 0 uint8 (0..255, uint8 output floor(clip)), 1 float32, 2 float64

@@ -135,14 +135,14 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
     } while (0)
 
 /* Store one output row: float outputs clip to [0, 1]; uint8 outputs floor(clip(v, 0, 255)). */
-#define DK_STORE_f(T, dst, o, W)                                                                   \
+#define DK_STORE_f(T, dst, o, W, sc)                                                               \
     for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
-        const T v_ = (o)[x_];                                                                     \
+        const T v_ = (sc) * (o)[x_];                                                              \
         (dst)[x_] = v_ < (T)0 ? (T)0 : (v_ > (T)1 ? (T)1 : v_);                                    \
     }
-#define DK_STORE_u(T, dst, o, W)                                                                   \
+#define DK_STORE_u(T, dst, o, W, sc)                                                               \
     for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
-        T v_ = (o)[x_];                                                                           \
+        T v_ = (sc) * (o)[x_];                                                                    \
         v_ = v_ < (T)0 ? (T)0 : (v_ > (T)255 ? (T)255 : v_);                                       \
         (dst)[x_] = (uint8_t)(int32_t)v_;                                                         \
     }
@@ -321,6 +321,12 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
                         WSUMT(FP + ((k + h) & NM) * sW, pp, tcw, nt, nW);                         \
                     }                                                                             \
                 }                                                                                 \
+                IT *drow = dst + y * W;                                                           \
+                if (nz == 1 && nt == 0) { /* no Gaussian, no correction: y = s z */               \
+                    const T *zr = Z + (y & NM) * sWz;                                             \
+                    DK_STORE_##OK(T, drow, zr, W, gs[0])                                          \
+                    continue;                                                                     \
+                }                                                                                 \
                 /* u = s g_v (.) z + f over the Wz columns, then y = g_h (.) u + g_v (.) f' */    \
                 int64_t np = 0;                                                                   \
                 for (int64_t a = 0; a < nz; ++a) { pp[np] = Z + ((y + a) & NM) * sWz; ww[np++] = gs[a]; } \
@@ -334,8 +340,7 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
                 if (nt)                                                                           \
                     for (int64_t a = 0; a < nz; ++a) { pp[np] = FP + ((y + a) & NM) * sW; ww[np++] = gg[a]; } \
                 WSUMT(O, pp, ww, np, nW);                                                         \
-                IT *drow = dst + y * W;                                                           \
-                DK_STORE_##OK(T, drow, O, W)                                                      \
+                DK_STORE_##OK(T, drow, O, W, (T)1)                                                \
             }                                                                                     \
         }                                                                                         \
     }                                                                                             \

@@ -38,7 +38,7 @@ _KIND = {torch.uint8: 0, torch.float32: 1, torch.float64: 2}
 _FN: object = None  # the configured ctypes function, False when unavailable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DiskPlan:
     """The exact decomposition of one reference defocus kernel.
 
@@ -154,6 +154,12 @@ def plan(radius: float, alias_blur: float) -> DiskPlan | None:
                     tc=np.array([c for _, c in items], dtype=np.float64), kernel=kernel)
 
 
+@functools.lru_cache(maxsize=64)
+def _plan_tensors(p: DiskPlan) -> tuple[torch.Tensor, ...]:
+    """The plan's arrays as contiguous CPU tensors (kept alive by the cache while C reads them)."""
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (p.hh, p.g, p.ti, p.tb, p.tc))
+
+
 def _fn():
     """The configured ``bk_disk_defocus`` of the compiled extension, or ``None``."""
     global _FN
@@ -204,7 +210,7 @@ def defocus_corruption(x: torch.Tensor, radius: float, alias_blur: float) -> tor
     out = _f._fresh_like(x)
     rowmap = _f.border_index(H, p.pad, p.pad, "reflect")
     colmap = _f.border_index(W, p.pad, p.pad, "reflect")
-    hh, g, ti, tb, tc = (torch.from_numpy(np.ascontiguousarray(a)) for a in (p.hh, p.g, p.ti, p.tb, p.tc))
+    hh, g, ti, tb, tc = _plan_tensors(p)
     st = fn(_KIND[x.dtype], x.data_ptr(), out.data_ptr(), B * C, H, W, p.r, p.h, p.pad, hh.data_ptr(),
             g.data_ptr(), p.s, len(p.ti), ti.data_ptr(), tb.data_ptr(), tc.data_ptr(), rowmap.data_ptr(),
             colmap.data_ptr(), torch.get_num_threads())

@@ -96,11 +96,11 @@ typedef struct {
 #define DK_WSUM_BLOCK(T, V, NV)                                                                    \
     for (; x + NV * L <= n; x += NV * L) {                                                        \
         V a[NV];                                                                                  \
-        const V w0 = (V){0} + w[0];                                                               \
+        const V w0 = w[0] - (V){0};                                                               \
         for (int v = 0; v < NV; ++v) a[v] = w0 * DK_LD(V, p[0] + x + v * L);                       \
         for (int64_t t = 1; t < np; ++t) {                                                        \
             const T *q = p[t] + x;                                                                \
-            const V wt = (V){0} + w[t];                                                           \
+            const V wt = w[t] - (V){0};                                                           \
             for (int v = 0; v < NV; ++v) a[v] += wt * DK_LD(V, q + v * L);                         \
         }                                                                                         \
         for (int v = 0; v < NV; ++v) DK_ST(V, o + x + v * L, a[v]);                                \

@@ -10,7 +10,11 @@ The "FFT pair only" rows time torch's rfft2 + irfft2 of the batch and nothing el
 size and at the padded size Wiener uses for the Gaussian batch: no FFT-based Wiener filter in torch
 can be faster than these, so their ratio to scikit-image's Wiener is the ceiling for the Wiener rows.
 
-Run: ``flock /tmp/bench.lock python benchmarks/deblur_speed.py [--quick]``
+``--cpu-time`` measures CPU time instead of wall time, with one torch thread (scikit-image uses one
+core as well): a per-core comparison that other jobs on a shared machine barely disturb, whereas
+wall-clock ratios on 2 busy cores can swing by 2x from run to run.
+
+Run: ``flock /tmp/bench.lock python benchmarks/deblur_speed.py [--quick] [--cpu-time]``
 """
 
 from __future__ import annotations
@@ -43,16 +47,33 @@ def photo_batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.stack(out)[:, None].float()
 
 
+CLOCK = time.perf_counter  # time.process_time with --cpu-time
+
+
 def per_image_ms(fn, items, repeat: int = 1) -> float:
     """Median over ``repeat`` of the mean per-item time of ``fn(item)`` over ``items``, in ms."""
     fn(items[0])
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for it in items:
             fn(it)
-        times.append((time.perf_counter() - t0) / len(items))
+        times.append((CLOCK() - t0) / len(items))
     return float(np.median(times)) * 1e3
+
+
+class CpuTimer(Timer):
+    """:class:`Timer` on the process's CPU clock (all threads), median in ms."""
+
+    def __call__(self, fn) -> float:
+        for _ in range(self.warmup):
+            fn()
+        times = []
+        for _ in range(self.repeat):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        return float(np.median(times)) * 1e3
 
 
 def main() -> None:
@@ -62,7 +83,14 @@ def main() -> None:
     ap.add_argument("--num-iter", type=int, default=30, help="Richardson-Lucy iterations")
     ap.add_argument("--sk-images", type=int, default=16, help="images timed for scikit-image (per-image mean)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="CPU time with one torch thread instead of wall time (robust to other jobs on the machine)")
     args = ap.parse_args()
+    global CLOCK
+    timer_cls = Timer
+    if args.cpu_time:
+        torch.set_num_threads(1)
+        CLOCK, timer_cls = time.process_time, CpuTimer
     gen = torch.Generator().manual_seed(0)
     x = photo_batch(args.batch, args.size, gen)
     B = args.batch
@@ -70,7 +98,7 @@ def main() -> None:
     length = 5.0 + 10.0 * torch.rand(B, generator=gen)
     angle = 180.0 * torch.rand(B, generator=gen)
     families = {"gaussian": bk.kernels.gaussian(sigma), "motion": bk.kernels.motion(length, angle)}
-    timer = Timer(repeat=3 if args.quick else 5, warmup=1)
+    timer = timer_cls(repeat=3 if args.quick else 5, warmup=1)
     rows = []
     balance = 0.01
     for fam, k in families.items():
@@ -88,7 +116,7 @@ def main() -> None:
         rows.append([f"wiener, {fam} (blurkit: circular, as skimage)", sk_w, bk_wc, sk_w / bk_wc])
         sk_rl = per_image_ms(lambda it: restoration.richardson_lucy(it[0], it[1], args.num_iter, clip=False),
                              items[: max(2, n_sk // 4)])
-        bk_rl = Timer(repeat=1 if args.quick else 3, warmup=1)(
+        bk_rl = timer_cls(repeat=1 if args.quick else 3, warmup=1)(
             lambda y=y, k=k: bk.deblur.richardson_lucy(y, k, args.num_iter)) / B
         rows.append([f"richardson_lucy x{args.num_iter}, {fam}", sk_rl, bk_rl, sk_rl / bk_rl])
     # The floor of any FFT-based Wiener filter in torch: one rfft2 and one irfft2 of the batch, nothing else.
@@ -100,7 +128,8 @@ def main() -> None:
         zf = torch.fft.rfft2(z)
         fft_ms = timer(lambda z=z, zf=zf, n=n_fft: (torch.fft.rfft2(z), torch.fft.irfft2(zf, s=(n, n)))) / B
         rows.append([f"FFT pair only: rfft2 + irfft2 at {n_fft}x{n_fft} ({what})", sk_wg, fft_ms, sk_wg / fft_ms])
-    print(f"# deblur speed, batch {B} x 1 x {args.size} x {args.size}, per image (ms); {machine()}")
+    clock = "CPU time, 1 torch thread" if args.cpu_time else "wall time"
+    print(f"# deblur speed, batch {B} x 1 x {args.size} x {args.size}, per image (ms, {clock}); {machine()}")
     print(table(["method, kernels", "scikit-image ms/img", "blurkit ms/img", "speed-up"], rows))
 
 

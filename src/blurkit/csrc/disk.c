@@ -23,7 +23,9 @@
  * clipped to [0, 1] (float) or as uint8 floor(clip(y, 0, 255)) for uint8 input (values 0..255; the
  * sums of uint8 values are integers below 2^24, hence exact in float32).
  *
- * Threads: planes are split with bk_run_chunks; AVX2/FMA variants are picked at run time.
+ * Threads: one worker per thread (bk_run_chunks), each taking the next plane from a shared atomic
+ * counter, so a thread slowed by other load does not hold up the call; AVX2/FMA variants are picked
+ * at run time.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,6 +66,8 @@ typedef struct {
     const double *tc;
     const int64_t *rowmap;      /* (H + 2 pad): source row of padded row j */
     const int64_t *colmap;      /* (W + 2 pad): source column of padded column q */
+    int64_t planes;             /* number of planes */
+    int64_t *next;              /* next plane to take (shared by the threads, atomic) */
 } dk_job_t;
 
 /* o[x] = sum_t p[t][x] (np >= 1), blocks of 8 / 4 / 1 vectors held in registers. */
@@ -243,7 +247,8 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
         for (int64_t a = 0; a < nz; ++a) { gs[a] = (T)(j->s * j->g[a]); gg[a] = (T)j->g[a]; }     \
         for (int64_t q = 0; q < nt; ++q) tcw[q] = (T)j->tc[q];                                    \
         const int64_t *cm = j->colmap;                                                            \
-        for (int64_t p = i0; p < i1; ++p) {                                                       \
+        (void)i0; (void)i1; /* planes are handed out one at a time: balanced under load */       \
+        for (int64_t p; (p = __atomic_fetch_add(j->next, 1, __ATOMIC_RELAXED)) < j->planes;) {   \
             const IT *src = (const IT *)j->in + p * H * W;                                        \
             IT *dst = (IT *)j->out + p * H * W;                                                   \
             int64_t built = 0;                                                                    \
@@ -378,11 +383,14 @@ int bk_disk_defocus(int kind, const void *in, void *out, int64_t planes, int64_t
         if (rowmap[q] < 0 || rowmap[q] >= H) return 2;
     for (int64_t q = 0; q < W + 2 * pad; ++q)
         if (colmap[q] < 0 || colmap[q] >= W) return 2;
-    dk_job_t j = {in, out, H, W, r, h, pad, hh, g, s, nterm, ti, tb, tc, rowmap, colmap};
+    int64_t next = 0;
+    dk_job_t j = {in, out, H, W, r, h, pad, hh, g, s, nterm, ti, tb, tc, rowmap, colmap, planes, &next};
     bk_chunk_fn fn;
     if (kind == 0) fn = PICK(dk_u8);
     else if (kind == 1) fn = PICK(dk_f32);
     else if (kind == 2) fn = PICK(dk_f64);
     else return 2;
-    return bk_run_chunks(fn, &j, planes, nthreads);
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > planes) nthreads = (int)planes;
+    return bk_run_chunks(fn, &j, nthreads, nthreads); /* one worker per thread, each takes planes */
 }

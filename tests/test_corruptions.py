@@ -315,6 +315,20 @@ def test_fused_clip_and_dtypes(photos224):
     assert float(z.max()) <= 1.0 and float(z.min()) >= 0.0
 
 
+def test_defocus_fallback_path_matches_opencv(photos224, monkeypatch):
+    """Where the compiled disk path cannot run, the generic engine path gives the same result."""
+    from blurkit import _disk
+
+    x = photos224[:1]
+    fast = _np(C.defocus_blur(_t(x), 4))
+    monkeypatch.setattr(_disk, "defocus_corruption", lambda *a: None)
+    slow = _np(C.defocus_blur(_t(x), 4))
+    ref = np.stack([ref_defocus_blur(im, *C.PARAMS["imagenet"]["defocus_blur"][3]) for im in x])
+    assert _mad(slow, ref) <= 1e-5 and _mad(fast, ref) <= 1e-5
+    u8 = (torch.from_numpy(x).permute(0, 3, 1, 2) * 255).round().to(torch.uint8).contiguous()
+    assert C.defocus_blur(u8, 4).dtype == torch.uint8
+
+
 def test_float16_and_generator_reproducible(photos224):
     x = _t(photos224[:1]).half()
     y = C.gaussian_blur(x, 1)

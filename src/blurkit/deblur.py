@@ -324,6 +324,9 @@ def _wiener_real(yp: torch.Tensor, k: torch.Tensor, bal: torch.Tensor, R2: torch
 
 
 # ------------------------------------------------------------------------------------------- Wiener
+_WIENER_CHUNK_BYTES = 24 << 20  # working set of one group of images in the CPU fast path
+
+
 def wiener(
     images: torch.Tensor,
     kernels: torch.Tensor,
@@ -401,20 +404,28 @@ def wiener(
     grad = torch.is_grad_enabled() and (y.requires_grad or k.requires_grad or bal.requires_grad)
     if not grad and _point_symmetric(k):
         # Fast path (every kernel family of blurkit.kernels): real filter, taper on the margin strips only,
-        # and for padded images an inverse transform of the kept rows only.
+        # for padded images an inverse transform of the kept rows only, and on CPU a cache-sized group of
+        # images at a time (smaller temporaries are reused by the allocator instead of being page-faulted
+        # in afresh, and the FFT passes run in cache: about 2x faster than the whole batch at once).
         R2 = (_laplacian_power(hp, wp, wdt, y.device) if isinstance(reg, str) and reg == "laplacian"
               else _regulariser_power(reg, hp, wp, y.device, wdt))
-        if padded:
-            yp = _pad(y, (left, right, top, bottom), border)
-            _taper_strips(yp, y.mean(dim=(-2, -1), keepdim=True), min(top, bottom) // 2, min(left, right) // 2)
-        else:
-            yp = y.contiguous()
-        spec = _wiener_real(yp, k, bal, R2)
-        if padded:
-            rows = torch.fft.ifft(spec, dim=-2)[..., top: top + H, :]
-            out = torch.fft.irfft(rows, n=wp, dim=-1)[..., left: left + W].contiguous()
-        else:
-            out = torch.fft.irfft2(spec, s=(hp, wp))
+        out = torch.empty((B, C, H, W), dtype=wdt, device=y.device)
+        chunk = B if y.device.type != "cpu" else max(1, min(B, _WIENER_CHUNK_BYTES // (
+            6 * C * hp * wp * y.element_size())))
+        for a in range(0, B, chunk):
+            sl = slice(a, min(a + chunk, B))
+            if padded:
+                yp = _pad(y[sl], (left, right, top, bottom), border)
+                _taper_strips(yp, y[sl].mean(dim=(-2, -1), keepdim=True), min(top, bottom) // 2,
+                              min(left, right) // 2)
+            else:
+                yp = y[sl].contiguous()
+            spec = _wiener_real(yp, k if k.shape[0] == 1 else k[sl], bal[sl], R2)
+            if padded:
+                rows = torch.fft.ifft(spec, dim=-2)[..., top: top + H, :]
+                out[sl] = torch.fft.irfft(rows, n=wp, dim=-1)[..., left: left + W]
+            else:
+                torch.fft.irfft2(spec, s=(hp, wp), out=out[sl])
         return restore_batch(_to_output(out, x4, clip), squeezed)
     if border != "circular" and (top or left or bottom or right):
         yp = _pad(y, (left, right, top, bottom), border)

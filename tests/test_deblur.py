@@ -136,10 +136,14 @@ def test_wiener_dtypes_shapes():
 
 
 @pytest.mark.parametrize("border", ["reflect", "symmetric", "replicate", "constant", "circular"])
-def test_wiener_fast_path_equals_general_path(photo, border):
+@pytest.mark.parametrize("groups", [False, True])
+def test_wiener_fast_path_equals_general_path(photo, border, groups, monkeypatch):
     # Without autograd, point-symmetric kernels take a real-filter path; with autograd the general complex
     # path runs. Separable, non-separable and mixed batches, shared or per-image kernels and balances,
-    # every border (the 48 px margin of sigma 4 exceeds the 40 px image height).
+    # every border (the 48 px margin of sigma 4 exceeds the 40 px image height), the batch at once or
+    # (groups) one image per group.
+    if groups:
+        monkeypatch.setattr(deblur, "_WIENER_CHUNK_BYTES", 1)
     x = torch.from_numpy(photo[:40, :52])[None, None].repeat(4, 1, 1, 1)
     cases = [bk.kernels.gaussian(torch.tensor([0.7, 1.5, 2.5, 4.0]), dtype=torch.float64),
              bk.kernels.gaussian(torch.tensor([2.0, 1.0, 3.0, 1.5]), torch.tensor([0.8, 2.5, 1.0, 1.5]),

@@ -39,8 +39,10 @@ static inline int have_avx2(void) {
  * (e.g. a scratch allocation failed). */
 typedef int (*bk_chunk_fn)(void *ctx, int64_t i0, int64_t i1);
 
-/* Split [0, n) into nthreads contiguous chunks run on POSIX threads (the caller's thread runs the
- * first); returns the OR of the chunks' statuses. Defined in cconv.c. */
+/* Run fn over [0, n) on nthreads POSIX threads (the caller's thread is one of them): the range is
+ * cut into chunks of about n / (8 nthreads) items that the threads take from a shared counter, so
+ * fn may be called several times per thread, with any sub-range. Returns the OR of the calls'
+ * statuses. Defined in cconv.c. */
 int bk_run_chunks(bk_chunk_fn fn, void *ctx, int64_t n, int nthreads);
 
 #endif

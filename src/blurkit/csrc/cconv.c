@@ -39,10 +39,16 @@ typedef struct {
     int64_t p0, p1;     /* planes [p0, p1) (images for the blur-effect sums) */
     int status;
     const void *a1, *a2; /* blur-effect sums: the composed kernel and the grey weights */
+    int64_t *next;      /* shared counter: each thread takes the next plane (image) from it */
     int in_u8;          /* input planes are uint8 (values used as they are, 0..255) */
     int out_kind;       /* OUT_PLAIN, OUT_CLIP, OUT_U8_RINT, OUT_U8_FLOOR */
     double lo, hi;      /* clip range of OUT_CLIP and the uint8 outputs */
 } job_t;
+
+/* The next plane (image) for the calling thread. Threads take work one plane at a time from a
+ * shared counter instead of fixed halves, so that a core busy with something else (e.g. another
+ * thread pool's workers still spinning after a torch op) slows the call down by its share only. */
+static inline int64_t bk_next(job_t *j) { return __atomic_fetch_add(j->next, 1, __ATOMIC_RELAXED); }
 
 /* Output modes: the working value v, as it is; clip(v, lo, hi); uint8 rint(clip(v, lo, hi)) (round
  * half to even, as torch.round); uint8 floor(clip(v, lo, hi)) (numpy's uint8 cast of a clipped value). */
@@ -215,7 +221,7 @@ ROW2_KERNEL(double, vd_t, row2_f64)
         j->status = 1; return;                                                                \
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
-    for (int64_t p = j->p0; p < j->p1; ++p) {                                                 \
+    for (int64_t p = bk_next(j); p < j->p1; p = bk_next(j)) {                                 \
         const int64_t b = p / C;                                                              \
         const int64_t rx = j->r1[b], ry = j->r2[b];                                           \
         const T *kx = (const T *)j->k1 + b * j->K1 + (j->K1 / 2 - rx);                        \
@@ -290,7 +296,7 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64, row2_f64)
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
     int64_t last_b = -1, ntap = 0;                                                            \
-    for (int64_t p = j->p0; p < j->p1; ++p) {                                                 \
+    for (int64_t p = bk_next(j); p < j->p1; p = bk_next(j)) {                                 \
         const int64_t b = p / C;                                                              \
         const int64_t ry = j->r1[b], rx = j->r2[b];                                           \
         const int64_t wp = W + 2 * rx;                                                        \
@@ -372,7 +378,7 @@ BK_AVX2 static void d2_f64_avx2(job_t *j) { D2_BODY(double, row_f64) }
     }                                                                                          \
     const float *sm = (const float *)j->k1, *ed = (const float *)j->k2;                        \
     const int64_t *rm = j->rowmap + R, *cm = j->colmap + R; /* rm[i] valid for i in [-R, H+R) */ \
-    for (int64_t b = j->p0; b < j->p1; ++b) {                                                  \
+    for (int64_t b = bk_next(j); b < j->p1; b = bk_next(j)) {                                  \
         const float *xb = xin + b * C * H * W;                                                \
         for (int64_t i = 0; i < H * W; ++i) g[i] = (float)wc[0] * xb[i];                    \
         for (int64_t c = 1; c < C; ++c) {                                                      \
@@ -451,10 +457,12 @@ static int run_parallel(work_fn fn, job_t *proto, int64_t planes, int nthreads) 
     pthread_t th[256];
     int started[256];
     int status = 0;
+    int64_t next = 0; /* planes [0, planes) are handed out one at a time (bk_next) */
     for (int i = 0; i < nthreads; ++i) {
         jobs[i] = *proto;
-        jobs[i].p0 = planes * i / nthreads;
-        jobs[i].p1 = planes * (i + 1) / nthreads;
+        jobs[i].p0 = 0;
+        jobs[i].p1 = planes;
+        jobs[i].next = &next;
         jobs[i].status = 0;
         tasks[i].fn = fn;
         tasks[i].job = &jobs[i];
@@ -462,22 +470,26 @@ static int run_parallel(work_fn fn, job_t *proto, int64_t planes, int nthreads) 
     }
     for (int i = 1; i < nthreads; ++i)
         started[i] = pthread_create(&th[i], NULL, run_task, &tasks[i]) == 0;
-    for (int i = 1; i < nthreads; ++i)
-        if (!started[i]) fn(&jobs[i]); /* could not start a thread: do its share here */
-    fn(&jobs[0]);
+    fn(&jobs[0]); /* a thread that could not start leaves its share to the others */
     for (int i = 1; i < nthreads; ++i)
         if (started[i]) pthread_join(th[i], NULL);
     for (int i = 0; i < nthreads; ++i) status |= jobs[i].status;
     return status;
 }
 
-
-/* The generic runner of the other translation units (bk_common.h): fn(ctx, i0, i1) over [0, n). */
-typedef struct { bk_chunk_fn fn; void *ctx; int64_t i0, i1; int status; } chunk_t;
+/* The generic runner of the other translation units (bk_common.h): fn(ctx, i0, i1) over [0, n) in
+ * chunks of about n / (8 nthreads) items that the threads take from a shared counter (balanced when
+ * one core is slower or busy). */
+typedef struct { bk_chunk_fn fn; void *ctx; int64_t n, step; int64_t *next; int status; } chunk_t;
 
 static void *run_chunk(void *arg) {
     chunk_t *c = (chunk_t *)arg;
-    c->status = c->fn(c->ctx, c->i0, c->i1);
+    for (;;) {
+        const int64_t i0 = __atomic_fetch_add(c->next, c->step, __ATOMIC_RELAXED);
+        if (i0 >= c->n) break;
+        const int64_t i1 = i0 + c->step < c->n ? i0 + c->step : c->n;
+        c->status |= c->fn(c->ctx, i0, i1);
+    }
     return NULL;
 }
 
@@ -486,17 +498,17 @@ int bk_run_chunks(bk_chunk_fn fn, void *ctx, int64_t n, int nthreads) {
     if (nthreads < 1) nthreads = 1;
     if (nthreads > n) nthreads = (int)n;
     if (nthreads > 256) nthreads = 256;
+    int64_t next = 0, step = n / (8 * (int64_t)nthreads);
+    if (step < 1) step = 1;
     chunk_t ch[256];
     pthread_t th[256];
     int started[256];
     for (int i = 0; i < nthreads; ++i) {
-        ch[i] = (chunk_t){fn, ctx, n * i / nthreads, n * (i + 1) / nthreads, 0};
+        ch[i] = (chunk_t){fn, ctx, n, step, &next, 0};
         started[i] = 0;
     }
     for (int i = 1; i < nthreads; ++i) started[i] = pthread_create(&th[i], NULL, run_chunk, &ch[i]) == 0;
-    for (int i = 1; i < nthreads; ++i)
-        if (!started[i]) run_chunk(&ch[i]);
-    run_chunk(&ch[0]);
+    run_chunk(&ch[0]); /* a thread that could not start leaves its chunks to the others */
     int status = 0;
     for (int i = 1; i < nthreads; ++i)
         if (started[i]) pthread_join(th[i], NULL);

@@ -182,13 +182,10 @@ def _flush(h: torch.Tensor) -> torch.Tensor:
 
 
 def _regulariser_power(reg: object, hp: int, wp: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``|R|^2`` on the half spectrum ``(hp, wp // 2 + 1)``."""
+    """``|R|^2`` on the half spectrum ``(hp, wp // 2 + 1)`` (the Laplacian's is cached: do not modify it)."""
     if isinstance(reg, str):
         if reg == "laplacian":
-            u = torch.arange(hp, device=device, dtype=torch.float64)[:, None]
-            v = torch.arange(wp // 2 + 1, device=device, dtype=torch.float64)[None, :]
-            lap = 4.0 - 2.0 * torch.cos(2 * math.pi * u / hp) - 2.0 * torch.cos(2 * math.pi * v / wp)
-            return (lap ** 2).to(dtype)
+            return _laplacian_power(hp, wp, dtype, device)
         if reg == "identity":
             return torch.ones(hp, wp // 2 + 1, device=device, dtype=dtype)
         raise ValueError(f"reg must be one of {', '.join(map(repr, REGULARISERS))} or a 2-D tensor "
@@ -407,8 +404,7 @@ def wiener(
         # for padded images an inverse transform of the kept rows only, and on CPU a cache-sized group of
         # images at a time (smaller temporaries are reused by the allocator instead of being page-faulted
         # in afresh, and the FFT passes run in cache: about 2x faster than the whole batch at once).
-        R2 = (_laplacian_power(hp, wp, wdt, y.device) if isinstance(reg, str) and reg == "laplacian"
-              else _regulariser_power(reg, hp, wp, y.device, wdt))
+        R2 = _regulariser_power(reg, hp, wp, y.device, wdt)
         out = torch.empty((B, C, H, W), dtype=wdt, device=y.device)
         chunk = B if y.device.type != "cpu" else max(1, min(B, _WIENER_CHUNK_BYTES // (
             6 * C * hp * wp * y.element_size())))
@@ -561,7 +557,9 @@ def richardson_lucy(
     update for Poisson noise. The estimate stays non-negative and, with a circular border, keeps the
     total flux of ``y``. Convolutions run through :func:`blurkit.filter2d` (or
     :func:`blurkit.sepfilter2d` when every kernel is separable, e.g. axis-aligned Gaussians and
-    boxes), which picks direct or FFT evaluation by cost.
+    boxes), which picks direct or FFT evaluation by cost. On CPU without autograd, where the engine
+    would filter directly, its compiled kernels are called into reused buffers, a cache-sized group
+    of images at a time (same results).
 
     Args:
         images: blurred images ``(B, C, H, W)`` or ``(C, H, W)``: non-negative intensities (e.g.

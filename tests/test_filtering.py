@@ -640,3 +640,32 @@ def test_kernels_far_larger_than_the_image_match_scipy(border):
         ref = ndi.gaussian_filter(x[i].numpy(), (0, sy, sx), mode=SCIPY_MODE[border], cval=CVAL, truncate=3.0,
                                   radius=(0, *radius))
         assert np.abs(y[i].numpy() - ref).max() <= 1e-10
+
+
+@pytest.mark.skipif(filtering._load_lib() is None, reason="compiled kernels not built")
+def test_openmp_team_and_posix_threads_give_the_same_result(monkeypatch):
+    """The compiled kernels run on torch's OpenMP team when found, else on POSIX threads: same output."""
+    import ctypes
+
+    lib = filtering._load_lib()
+    info = filtering.backend_info()
+    assert info["thread_team"] in ("openmp", "pthreads")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 29, 31, generator=g)
+    xu = (x * 255).to(torch.uint8)
+    sig = torch.tensor([0.0, 0.7, 1.5, 2.0, 3.3, 5.0])
+
+    def run():
+        return (bk.gaussian_blur(x, sig), bk.motion_blur(xu, 9.0, 30.0), bk.gaussian_blur(xu, 2.0, border="constant"))
+
+    try:
+        lib.bk_set_openmp(None)
+        posix = run()
+    finally:
+        if filtering._LIB_OPENMP:
+            lib.bk_set_openmp(ctypes.cast(ctypes.CDLL(filtering._LIB_OPENMP).GOMP_parallel, ctypes.c_void_p).value)
+    team = run()
+    for a, b in zip(posix, team):
+        assert torch.equal(a, b)
+    ref = torch.from_numpy(ndi.gaussian_filter(x[4].double().numpy(), (0, 3.3, 3.3), truncate=3.0, mode="mirror"))
+    torch.testing.assert_close(team[0][4].double(), ref, rtol=0, atol=1e-5)

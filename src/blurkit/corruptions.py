@@ -182,9 +182,10 @@ def _blur_fused(x4: torch.Tensor, squeezed: bool, kernels: tuple[torch.Tensor, .
     kernels = tuple(k.to(wdt) for k in kernels)
     if len(kernels) == 2:
         kx, ky = (k.expand(B, -1) for k in kernels)
-        y = _f._run_sep(x4, kx * f, ky, border, "auto", 0.0, out_kind=kind, lo=0.0, hi=hi)
+        y = _f._run_sep(x4, kx * f if f != 1.0 else kx, ky, border, "auto", 0.0, out_kind=kind, lo=0.0, hi=hi)
     else:
-        y = _f._run_2d(x4, kernels[0].expand(B, -1, -1) * f, border, "auto", 0.0, out_kind=kind, lo=0.0, hi=hi)
+        k = kernels[0].expand(B, -1, -1)
+        y = _f._run_2d(x4, k * f if f != 1.0 else k, border, "auto", 0.0, out_kind=kind, lo=0.0, hi=hi)
     if not to_u8:
         want = out_dtype or (torch.float32 if u8_in else x4.dtype)
         y = y if y.dtype == want else y.to(want)

@@ -669,3 +669,30 @@ def test_openmp_team_and_posix_threads_give_the_same_result(monkeypatch):
         assert torch.equal(a, b)
     ref = torch.from_numpy(ndi.gaussian_filter(x[4].double().numpy(), (0, 3.3, 3.3), truncate=3.0, mode="mirror"))
     torch.testing.assert_close(team[0][4].double(), ref, rtol=0, atol=1e-5)
+
+
+def _blur_in_forked_child(q, x, ref):  # module level: the fork start method runs it in the child
+    torch.set_num_threads(2)
+    y = bk.gaussian_blur(x, 2.0)
+    torch.set_num_threads(1)  # torch's own OpenMP ops are not usable after fork with >1 thread
+    q.put(bool(torch.equal(y, ref)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or filtering._load_lib() is None,
+                    reason="needs fork and the compiled kernels")
+def test_compiled_kernels_work_in_a_forked_child_after_the_parent_used_threads():
+    """A forked child cannot use its parent's OpenMP team: the kernels fall back to POSIX threads there."""
+    import multiprocessing as mp
+
+    x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    ref = bk.gaussian_blur(x, 2.0)  # the parent's kernels run on its thread team
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_blur_in_forked_child, args=(q, x, ref))
+    p.start()
+    p.join(60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive, "the blur hung in a forked child"
+    assert q.get(timeout=5) is True

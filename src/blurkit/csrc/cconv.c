@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,9 +447,11 @@ BK_AVX2 static void bfx_avx2(job_t *j) { BFX_BODY }
  * (other platforms, other runtimes, one thread) POSIX threads or the calling thread do it. */
 typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
 static gomp_parallel_fn bk_gomp_parallel = NULL;
+static pid_t bk_gomp_pid = 0; /* a forked child must not use its parent's (dead) OpenMP team */
 
 int bk_set_openmp(void *gomp_parallel) {
     bk_gomp_parallel = (gomp_parallel_fn)gomp_parallel;
+    bk_gomp_pid = getpid();
     return bk_gomp_parallel != NULL;
 }
 
@@ -468,7 +471,7 @@ static void team_member(void *data) {
  * on POSIX threads with the caller's thread taking slot 0. */
 static void run_team(void *(*fn)(void *), void *args, size_t stride, int n) {
     if (n < 1) return;
-    if (n > 1 && bk_gomp_parallel != NULL) {
+    if (n > 1 && bk_gomp_parallel != NULL && getpid() == bk_gomp_pid) {
         team_t t = {fn, (char *)args, stride, n, 0};
         bk_gomp_parallel(team_member, &t, (unsigned)n, 0);
         return;

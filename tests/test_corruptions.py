@@ -309,6 +309,13 @@ def test_fused_clip_and_dtypes(photos224):
     assert float((y32.double() - y64).abs().max()) < 1e-5
     ref = ref_gaussian_blur(photos224[0], 3)
     assert np.abs(y64[0].permute(1, 2, 0).numpy() - ref).max() < 1e-12
+    # glass blur keeps float64 through both blurs (its swapped image is uint8 in between)
+    x64 = torch.from_numpy(photos224[:1, :32, :32]).permute(0, 3, 1, 2).contiguous()
+    off = C.glass_offsets(1, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    ref = ref_glass_blur(photos224[0, :32, :32], *C.PARAMS["imagenet"]["glass_blur"][2], off.numpy()[..., 0, :])
+    g64 = C.glass_blur(x64, 3, offsets=off)
+    assert g64.dtype == torch.float64
+    assert np.abs(g64[0].permute(1, 2, 0).numpy() - ref).max() < 1e-12
     bright = (x * 1.0 + 0.0).clamp(0, 1)
     bright[..., :8, :8] = 1.0  # a saturated corner: the blur of values near 1 must clip, not exceed
     z = C.motion_blur(bright, 5, angle=10.0)

@@ -696,3 +696,38 @@ def test_compiled_kernels_work_in_a_forked_child_after_the_parent_used_threads()
         p.kill()
     assert not alive, "the blur hung in a forked child"
     assert q.get(timeout=5) is True
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or filtering._load_lib() is None,
+                    reason="needs fork and the compiled kernels")
+def test_blur_in_a_fork_pool_after_the_parent_used_torch_threads(tmp_path):
+    """The parent ran a parallel torch op but never loaded the kernels; fork-pool workers still finish."""
+    script = tmp_path / "forkpool.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing as mp
+        import torch
+        import blurkit as bk
+
+        def work(i):
+            return float(bk.gaussian_blur(torch.ones(2, 3, 32, 32), 2.0).mean())
+
+        if __name__ == "__main__":
+            a = torch.rand(300, 300)
+            (a @ a).sum()
+            with mp.get_context("fork").Pool(2) as pool:
+                print(pool.map(work, range(2), chunksize=1))
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1.0, 1.0]"
+
+
+def test_symmetric_rows_are_computed_alike_in_every_row_and_column():
+    """Identical input rows give identical output rows (the two-row and one-row vertical kernels and the
+    vector and scalar column tails use the same arithmetic)."""
+    g = torch.Generator().manual_seed(1)
+    for H, W in ((7, 13), (5, 37), (9, 70)):
+        x = torch.rand(1, 1, 1, W, generator=g).expand(1, 1, H, W).contiguous()
+        for x_ in (x, x.double()):
+            y = bk.gaussian_blur(x_, 1.7, border="replicate")
+            assert torch.equal(y, y[:, :, :1].expand_as(y))

@@ -178,7 +178,7 @@ def _blur_fused(x4: torch.Tensor, squeezed: bool, kernels: tuple[torch.Tensor, .
     kind, hi = (_f.OUT_U8_FLOOR, 255.0) if to_u8 else (_f.OUT_CLIP, 1.0)
     B = x4.shape[0]
     # the working precision follows the images (float64 only for float64 images), not the kernels
-    wdt = torch.float64 if x4.dtype == torch.float64 else torch.float32
+    wdt = torch.float64 if torch.float64 in (x4.dtype, out_dtype) else torch.float32
     kernels = tuple(k.to(wdt) for k in kernels)
     if len(kernels) == 2:
         kx, ky = (k.expand(B, -1) for k in kernels)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import math
+import multiprocessing
 import os
 from collections import OrderedDict
 
@@ -207,6 +208,19 @@ def _load_lib() -> ctypes.CDLL | None:
 
 
 _LIB_OPENMP: str | None = None  # the OpenMP runtime whose team runs the compiled kernels
+_FORKED = False  # set in a child process made by fork() after this module was imported
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED, _LIB_OPENMP
+    _FORKED = True
+    if _LIB is not None and _LIB_OPENMP is not None:
+        _LIB.bk_set_openmp(None)  # POSIX threads from now on
+        _LIB_OPENMP = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _share_torch_openmp(lib: ctypes.CDLL) -> str | None:
@@ -219,6 +233,10 @@ def _share_torch_openmp(lib: ctypes.CDLL) -> str | None:
     ``BLURKIT_OPENMP=0`` turns this off (POSIX threads are used then, as on other platforms).
     """
     if os.environ.get("BLURKIT_OPENMP", "1") == "0" or "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    if _FORKED or multiprocessing.parent_process() is not None:
+        # A forked child cannot use the OpenMP team its parent may have started (it would wait for
+        # threads that do not exist in the child); any multiprocessing child keeps POSIX threads.
         return None
     try:
         with open("/proc/self/maps") as fh:

@@ -142,10 +142,13 @@ typedef double vd_t __attribute__((vector_size(32), aligned(8)));
         ROW_BLOCK(T, V, 8)                                                                    \
         ROW_BLOCK(T, V, 4)                                                                    \
         ROW_BLOCK(T, V, 1)                                                                    \
-        for (int64_t x = x0; x < W; ++x) {                                                    \
+        for (int64_t x = x0; x < W; ++x) { /* the vector blocks' arithmetic, in their order */ \
             T acc = k[r] * rows[r][x];                                                        \
-            for (int64_t t = 0; t < n; ++t)                                                   \
-                if (t != r) acc += k[t] * rows[t][x];                                         \
+            if (sym)                                                                          \
+                for (int64_t t = 0; t < r; ++t) acc += k[t] * (rows[t][x] + rows[n - 1 - t][x]); \
+            else                                                                              \
+                for (int64_t t = 0; t < n; ++t)                                               \
+                    if (t != r) acc += k[t] * rows[t][x];                                     \
             o[x] = acc;                                                                       \
         }                                                                                     \
     }

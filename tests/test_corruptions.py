@@ -336,6 +336,19 @@ def test_defocus_fallback_path_matches_opencv(photos224, monkeypatch):
     assert C.defocus_blur(u8, 4).dtype == torch.uint8
 
 
+def test_uint8_flat_regions_keep_their_value():
+    """A normalised kernel on a flat uint8 image gives the same value back (no level lost to float32
+    rounding before the reference's truncating cast)."""
+    vals = [0, 1, 37, 100, 128, 200, 254, 255]
+    flat = torch.tensor(vals, dtype=torch.uint8)[:, None, None, None].expand(len(vals), 3, 96, 96).contiguous()
+    want = flat[:, :, 40:56, 40:56]
+    for sev in range(1, 6):
+        assert torch.equal(C.gaussian_blur(flat, sev)[:, :, 40:56, 40:56], want)
+        assert torch.equal(C.motion_blur(flat, sev, angle=10.0)[:, :, 40:56, 40:56], want)
+    for sev in range(1, 4):  # radius <= 6: the reference disk kernel sums to 1
+        assert torch.equal(C.defocus_blur(flat, sev)[:, :, 40:56, 40:56], want)
+
+
 def test_float16_and_generator_reproducible(photos224):
     x = _t(photos224[:1]).half()
     y = C.gaussian_blur(x, 1)

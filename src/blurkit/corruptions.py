@@ -167,7 +167,8 @@ def _blur_fused(x4: torch.Tensor, squeezed: bool, kernels: tuple[torch.Tensor, .
     ``x4`` is float in [0, 1], or uint8 read as ``v / 255``. ``kernels`` is ``(kx, ky)`` (separable)
     or ``(k,)`` (2-D, per image). ``scale`` multiplies the blurred value (``v / 255`` for uint8
     input) before the clip; the result is clipped to [0, 1], or with ``to_u8`` (default: uint8
-    input) returned as uint8 ``floor(255 clip(v, 0, 1))`` like the reference's ``np.uint8`` cast.
+    input) returned as uint8 ``floor(255 clip(v, 0, 1))`` like the reference's ``np.uint8`` cast (with
+    a 2^-10-level margin for float32 rounding, so that a flat region keeps its value).
     A float result has ``out_dtype`` (default: ``x4``'s float dtype, float32 for uint8 input).
     On the compiled CPU path this is a single pass over the batch.
     """

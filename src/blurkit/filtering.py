@@ -169,8 +169,11 @@ _LIB_ERROR: str | None = None
 _ABI_VERSION = 2  # bk_version() of the C sources this module calls
 
 # Output modes of the compiled kernels (cconv.c): the value as computed, clipped to [lo, hi], or
-# uint8 of the clipped value rounded half-to-even (torch.round) or floored (numpy's uint8 cast).
+# uint8 of the clipped value rounded half-to-even (torch.round) or floored (numpy's uint8 cast, with a
+# margin for rounding, see below).
 OUT_PLAIN, OUT_CLIP, OUT_U8_RINT, OUT_U8_FLOOR = 0, 1, 2, 3
+# OUT_U8_FLOOR truncates clip(v) + 2^-10 (float32; 2^-30 in float64): rounding leaves a flat region of
+# value c at c - 1e-5 or so after a normalised kernel, and it must stay c.
 
 
 def _load_lib() -> ctypes.CDLL | None:
@@ -641,7 +644,9 @@ def _apply_out(y: torch.Tensor, out_kind: int, lo: float, hi: float) -> torch.Te
     y = y.clamp(lo, hi)
     if out_kind == OUT_CLIP:
         return y
-    return (y.round() if out_kind == OUT_U8_RINT else y.floor()).to(torch.uint8)
+    if out_kind == OUT_U8_RINT:
+        return y.round().to(torch.uint8)
+    return (y + (2.0 ** -30 if y.dtype == torch.float64 else 2.0 ** -10)).floor().to(torch.uint8)
 
 
 def _run_sep(x4: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str, method: str,

@@ -51,8 +51,13 @@ typedef struct {
  * thread pool's workers still spinning after a torch op) slows the call down by its share only. */
 static inline int64_t bk_next(job_t *j) { return __atomic_fetch_add(j->next, 1, __ATOMIC_RELAXED); }
 
+/* OUT_U8_FLOOR adds a margin (in output units) before truncating, 2^-10 in float32 and 2^-30 in
+ * float64: rounding leaves a flat region of value c behind a normalised kernel at c - 1e-5 (float32)
+ * or c - 1e-13 (float64), and it must stay c. */
+
 /* Output modes: the working value v, as it is; clip(v, lo, hi); uint8 rint(clip(v, lo, hi)) (round
- * half to even, as torch.round); uint8 floor(clip(v, lo, hi)) (numpy's uint8 cast of a clipped value). */
+ * half to even, as torch.round); uint8 floor(clip(v, lo, hi) + margin) (numpy's uint8 cast of a
+ * clipped value, with a margin for rounding). */
 enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
 
 /* Read row y of plane src (typed T or uint8) as T: a pointer into src, or conv filled from uint8. */
@@ -64,7 +69,7 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
     bk_write_row_##T(row, (char *)(dst) + (y) * (W) * ((j)->out_kind >= OUT_U8_RINT ? 1 : (int64_t)sizeof(T)), \
                      W, (j)->out_kind, (T)(j)->lo, (T)(j)->hi)
 
-#define WRITE_ROW_FN(T, RINT)                                                                  \
+#define WRITE_ROW_FN(T, RINT, MARGIN)                                                          \
     static inline __attribute__((always_inline)) void bk_write_row_##T(                        \
         const T *restrict row, void *restrict dst, int64_t W, int kind, T lo, T hi) {          \
         if (kind == OUT_CLIP) {                                                               \
@@ -78,7 +83,7 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
             for (int64_t x = 0; x < W; ++x) {                                                 \
                 T v = row[x] < lo ? lo : row[x];                                              \
                 v = v > hi ? hi : v;                                                          \
-                o[x] = (uint8_t)(int32_t)v;                                                   \
+                o[x] = (uint8_t)(int32_t)(v + MARGIN);                                        \
             }                                                                                 \
         } else if (kind == OUT_U8_RINT) {                                                     \
             uint8_t *o = (uint8_t *)dst;                                                      \
@@ -89,8 +94,8 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
             }                                                                                 \
         }                                                                                     \
     }
-WRITE_ROW_FN(float, __builtin_rintf)
-WRITE_ROW_FN(double, __builtin_rint)
+WRITE_ROW_FN(float, __builtin_rintf, 0x1p-10f)
+WRITE_ROW_FN(double, __builtin_rint, 0x1p-30)
 
 static inline __attribute__((always_inline)) const float *bk_u8_row_float(const uint8_t *s, float *d, int64_t W) {
     for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x];

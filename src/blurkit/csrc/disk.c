@@ -138,7 +138,9 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
         for (int64_t q_ = (pad) + (W); q_ < (Wp); ++q_) (dst)[q_] = (T)(srow)[(cm)[q_]];          \
     } while (0)
 
-/* Store one output row: float outputs clip to [0, 1]; uint8 outputs floor(clip(v, 0, 255)). */
+/* Store one output row: float outputs clip to [0, 1]; uint8 outputs floor(clip(v, 0, 255) + 2^-10)
+ * (the margin keeps a flat region of value c at c: s = 1/count is rounded, like the engine's
+ * OUT_U8_FLOOR mode). */
 #define DK_STORE_f(T, dst, o, W, sc)                                                               \
     for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
         const T v_ = (sc) * (o)[x_];                                                              \
@@ -148,7 +150,7 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
     for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
         T v_ = (sc) * (o)[x_];                                                                    \
         v_ = v_ < (T)0 ? (T)0 : (v_ > (T)255 ? (T)255 : v_);                                       \
-        (dst)[x_] = (uint8_t)(int32_t)v_;                                                         \
+        (dst)[x_] = (uint8_t)(int32_t)(v_ + (T)0x1p-10);                                          \
     }
 
 /* Horizontal box m of padded row jr inside DK_BODY (ring of T rows; without conversion the box of

@@ -80,10 +80,11 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
             }                                                                                 \
         } else if (kind == OUT_U8_FLOOR) { /* clipped to >= 0: truncation is floor */         \
             uint8_t *o = (uint8_t *)dst;                                                      \
-            for (int64_t x = 0; x < W; ++x) {                                                 \
-                T v = row[x] < lo ? lo : row[x];                                              \
+            for (int64_t x = 0; x < W; ++x) { /* = floor(clip(v) + margin) for integer lo, hi */ \
+                T v = row[x] + MARGIN;                                                        \
+                v = v < lo ? lo : v;                                                          \
                 v = v > hi ? hi : v;                                                          \
-                o[x] = (uint8_t)(int32_t)(v + MARGIN);                                        \
+                o[x] = (uint8_t)(int32_t)v;                                                   \
             }                                                                                 \
         } else if (kind == OUT_U8_RINT) {                                                     \
             uint8_t *o = (uint8_t *)dst;                                                      \

@@ -148,9 +148,9 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
     }
 #define DK_STORE_u(T, dst, o, W, sc)                                                               \
     for (int64_t x_ = 0; x_ < (W); ++x_) {                                                        \
-        T v_ = (sc) * (o)[x_];                                                                    \
+        T v_ = (sc) * (o)[x_] + (T)0x1p-10;                                                       \
         v_ = v_ < (T)0 ? (T)0 : (v_ > (T)255 ? (T)255 : v_);                                       \
-        (dst)[x_] = (uint8_t)(int32_t)(v_ + (T)0x1p-10);                                          \
+        (dst)[x_] = (uint8_t)(int32_t)v_;                                                         \
     }
 
 /* Horizontal box m of padded row jr inside DK_BODY (ring of T rows; without conversion the box of

@@ -61,7 +61,9 @@ static inline int64_t bk_next(job_t *j) { return __atomic_fetch_add(j->next, 1, 
 enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
 
 /* Read row y of plane src (typed T or uint8) as T: a pointer into src, or conv filled from uint8. */
-#define READ_ROW(T, j, src, y, W, conv)                                                            ((j)->in_u8 ? bk_u8_row_##T((const uint8_t *)(src) + (y) * (W), conv, W)                                   : (const T *)(src) + (y) * (W))
+#define READ_ROW(T, j, src, y, W, conv)                                                        \
+    ((j)->in_u8 ? bk_u8_row_##T((const uint8_t *)(src) + (y) * (W), conv, W)                   \
+                : (const T *)(src) + (y) * (W))
 
 /* Write one computed row (typed T, in row) to output row y of plane dst with the job's mode. One
  * branch-free loop per mode, so that each is vectorised. */

@@ -55,6 +55,7 @@ import torch
 
 from . import _disk, _noise
 from . import filtering as _f
+from . import kernels as _k
 from ._validation import check_images, describe, restore_batch
 
 __all__ = [
@@ -194,11 +195,17 @@ def _blur_fused(x4: torch.Tensor, squeezed: bool, kernels: tuple[torch.Tensor, .
 
 
 def _scipy_gaussian1d(sigma: float, device: torch.device) -> torch.Tensor:
-    """scipy.ndimage's Gaussian taps (radius ``int(4 sigma + 0.5)``, normalised) as ``(1, 2r + 1)`` float64."""
-    radius = int(4.0 * float(sigma) + 0.5)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
-    w = torch.exp(-0.5 * t ** 2 / float(sigma) ** 2)
-    return (w / w.sum())[None]
+    """scipy.ndimage's Gaussian taps (radius ``int(4 sigma + 0.5)``, normalised) as ``(1, 2r + 1)`` float64.
+
+    The engine's cached kernel with a truncate factor that gives exactly scipy's radius (the
+    engine's radius is ``ceil(truncate sigma)``; ``r - 1/2`` keeps it safe from rounding).
+    """
+    sigma = float(sigma)
+    radius = int(4.0 * sigma + 0.5)
+    if radius == 0:
+        return torch.ones(1, 1, dtype=torch.float64, device=device)
+    s = torch.tensor([sigma], dtype=torch.float64, device=device)  # float64: sigma itself not rounded
+    return _k.gaussian1d(s, truncate=(radius - 0.5) / sigma, dtype=torch.float64, device=device)
 
 
 def _check_generator(generator: object, x: torch.Tensor) -> torch.Generator | None:

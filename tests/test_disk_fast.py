@@ -186,6 +186,28 @@ def test_falls_back_with_none(monkeypatch):
     assert _disk.defocus_corruption(x, 3, 0.1) is None
 
 
+def test_uint8_correction_terms_split_into_exact_int16_groups():
+    # the uint8 path sums the correction boxes of one |coefficient| as integers before scaling; a
+    # group holds boxes of total width <= 128 (|sum| <= 128 * 255 fits int16). At radius 60 (alias
+    # blur 2) one coefficient's boxes weigh 148, so that group is split in two: this runs the
+    # three-group bookkeeping (a wrong box or sign there moves values by ~0.2 level, and the floor
+    # then differs far from any integer).
+    p = _disk.plan(60, 2.0)
+    weights: dict[float, int] = {}
+    for b, c in zip(p.tb, p.tc):
+        weights[abs(float(c))] = weights.get(abs(float(c)), 0) + 2 * int(b) + 1
+    assert max(weights.values()) > 128
+    u = (_rand((1, 2, 131, 140), 11) * 256).clamp(max=255).to(torch.uint8)
+    u[0, 0, :, :70] = 255  # flat half: every box at its largest value
+    y = _disk.defocus_corruption(u, 60, 2.0)
+    k = ref_disk(60, 2.0).astype(np.float64)  # OpenCV's DFT correlation (a direct one takes seconds)
+    v = np.stack([[cv2.filter2D(pl, -1, k, borderType=cv2.BORDER_REFLECT_101) for pl in im]
+                  for im in u.double().numpy()])
+    ref = np.floor(np.clip(v, 0, 255))
+    diff = y.double().numpy() != ref
+    assert np.all(np.abs(v[diff] - np.round(v[diff])) < 2.0 ** -10 + 1e-6) and diff.mean() < 0.01
+
+
 def test_uint8_large_radius_sums_in_groups():
     # radius 20: the disk holds 1257 ones, 255 * 1257 > 2^16, so the uint16 column sums are added
     # in several groups; still exact

@@ -130,6 +130,70 @@ DK_SUM_FN(dk_sum_f64, double, dk_vd_t)
 DK_WSUM_FN(dk_wsum_f32, float, dk_vf_t)
 DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
 
+/* Signed integer sums for the uint8 path: o = sum_{t < npos} p[t] - sum_{npos <= t < np} p[t]
+ * (modulo 2^16; exact as an int16 when the true sum lies in [-32768, 32767], which plan grouping
+ * guarantees), and o32[x] (+)= c * (float)(int16_t)s[x]. */
+static inline __attribute__((always_inline)) void dk_pmsum_u16(uint16_t *restrict o, const uint16_t *const *p,
+                                                               int64_t npos, int64_t np, int64_t n) {
+    enum { L = 16 };
+    for (int64_t x = 0; x + 4 * L <= n; x += 4 * L) {
+        dk_vh_t a[4] = {{0}, {0}, {0}, {0}};
+        for (int64_t t = 0; t < npos; ++t)
+            for (int v = 0; v < 4; ++v) a[v] += DK_LD(dk_vh_t, p[t] + x + v * L);
+        for (int64_t t = npos; t < np; ++t)
+            for (int v = 0; v < 4; ++v) a[v] -= DK_LD(dk_vh_t, p[t] + x + v * L);
+        for (int v = 0; v < 4; ++v) DK_ST(dk_vh_t, o + x + v * L, a[v]);
+    }
+    for (int64_t x = n / (4 * L) * (4 * L); x < n; x += L) {
+        dk_vh_t a = {0};
+        for (int64_t t = 0; t < npos; ++t) a += DK_LD(dk_vh_t, p[t] + x);
+        for (int64_t t = npos; t < np; ++t) a -= DK_LD(dk_vh_t, p[t] + x);
+        DK_ST(dk_vh_t, o + x, a);
+    }
+}
+
+/* uint8 output row: dst[x] = floor(clip(sum_t w[t] p[t][x] + 2^-10, 0, 255)) for x < n, the
+ * weighted sum and the store in one pass: blocks of 4 vectors, then single vectors up to n rounded
+ * up to a whole vector (rows are readable that far), the last partial one stored element by element. */
+#define DK_WSUM_U8_BLOCK(NV)                                                                       \
+    for (; x + NV * L <= n8; x += NV * L) {                                                       \
+        dk_vf_t a[NV];                                                                            \
+        for (int v = 0; v < NV; ++v) a[v] = (w[0] - zero) * DK_LD(dk_vf_t, p[0] + x + v * L);      \
+        for (int64_t t = 1; t < np; ++t) {                                                        \
+            const dk_vf_t wt = w[t] - zero;                                                       \
+            for (int v = 0; v < NV; ++v) a[v] += wt * DK_LD(dk_vf_t, p[t] + x + v * L);            \
+        }                                                                                         \
+        uint8_t b[NV * L];                                                                        \
+        for (int v = 0; v < NV; ++v) { /* clip: keep c where c > 0 (else 0), c < 255 (else 255) */ \
+            dk_vf_t c = a[v] + margin;                                                            \
+            vi_t m = c > zero;                                                                    \
+            c = (dk_vf_t)((vi_t)c & m);                                                           \
+            m = c < top;                                                                          \
+            c = (dk_vf_t)(((vi_t)c & m) | ((vi_t)top & ~m));                                      \
+            const vi_t iv = __builtin_convertvector(c, vi_t);                                     \
+            for (int e = 0; e < L; ++e) b[v * L + e] = (uint8_t)iv[e];                            \
+        }                                                                                         \
+        if (x + NV * L <= n) memcpy(dst + x, b, NV * L);                                          \
+        else for (int64_t v = 0; v < n - x; ++v) dst[x + v] = b[v];                               \
+    }
+static inline __attribute__((always_inline)) void dk_wsum_u8(uint8_t *restrict dst, const float *const *p,
+                                                             const float *w, int64_t np, int64_t n) {
+    enum { L = 8 };
+    typedef int32_t vi_t __attribute__((vector_size(32)));
+    const dk_vf_t zero = {0}, top = zero + 255.0f, margin = zero + 0x1p-10f;
+    const int64_t n8 = (n + L - 1) / L * L;
+    int64_t x = 0;
+    DK_WSUM_U8_BLOCK(4)
+    DK_WSUM_U8_BLOCK(1)
+}
+static inline __attribute__((always_inline)) void dk_cvt_acc(float *restrict o, const uint16_t *restrict s,
+                                                             float c, int first, int64_t n) {
+    if (first)
+        for (int64_t x = 0; x < n; ++x) o[x] = c * (float)(int16_t)s[x];
+    else
+        for (int64_t x = 0; x < n; ++x) o[x] += c * (float)(int16_t)s[x];
+}
+
 /* Padded row j of the plane as T: middle converted/copied, borders through colmap. */
 #define DK_LOAD_ROW(IT, T, dst, srow, cm, W, pad, Wp)                                              \
     do {                                                                                          \
@@ -192,7 +256,16 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
     const AT **pa = (const AT **)malloc(sizeof(AT *) * (size_t)npmax);                            \
     T *ww = (T *)malloc(sizeof(T) * (size_t)npmax);                                               \
     const AT **Sp = (const AT **)malloc(sizeof(AT *) * (size_t)(nd + nt + 1));                    \
-    int fail = !sval || !dsel || !tsel || !bval || !bsel || !gend || !pp || !pa || !ww || !Sp;    \
+    /* uint8 path: correction terms grouped by |coefficient| into exact int16 sums */             \
+    int64_t ngrp = 0;                                                                             \
+    int64_t *gord = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1)); /* terms by group */   \
+    int64_t *gbeg = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 2));                        \
+    int64_t *gpos = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1)); /* plus terms */       \
+    int64_t *gwt = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                         \
+    int64_t *tgrp = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nt + 1));                        \
+    double *gabs = (double *)malloc(sizeof(double) * (size_t)(nt + 1));                           \
+    int fail = !sval || !dsel || !tsel || !bval || !bsel || !gend || !pp || !pa || !ww || !Sp     \
+               || !gord || !gbeg || !gpos || !gwt || !tgrp || !gabs;                              \
     if (!fail) {                                                                                  \
         for (int64_t t = 0; t < nd + nt; ++t) {                                                   \
             const int64_t v = t < nd ? j->hh[t] : j->tb[t - nd];                                  \
@@ -224,12 +297,33 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
             acc += wt;                                                                            \
         }                                                                                         \
         gend[ng++] = nd;                                                                          \
+        /* a group shares one |coefficient|; its boxes weigh sum (2b + 1) <= 128, so that the    \
+         * signed sum of uint8 boxes stays within +-32640 (exact in int16) */                    \
+        for (int64_t q = 0; q < nt; ++q) {                                                        \
+            const double c = j->tc[q] < 0 ? -j->tc[q] : j->tc[q];                                 \
+            const int64_t wq = 2 * j->tb[q] + 1;                                                  \
+            int64_t g = 0;                                                                        \
+            while (g < ngrp && !(gabs[g] == c && gwt[g] + wq <= 128)) ++g;                        \
+            if (g == ngrp) { gabs[ngrp] = c; gwt[ngrp++] = 0; }                                    \
+            gwt[g] += wq; tgrp[q] = g;                                                            \
+        }                                                                                         \
+        int64_t no = 0;                                                                           \
+        for (int64_t g = 0; g < ngrp; ++g) {                                                      \
+            gbeg[g] = no;                                                                         \
+            for (int64_t q = 0; q < nt; ++q) if (tgrp[q] == g && j->tc[q] > 0) gord[no++] = q;    \
+            gpos[g] = no - gbeg[g];                                                               \
+            for (int64_t q = 0; q < nt; ++q) if (tgrp[q] == g && !(j->tc[q] > 0)) gord[no++] = q; \
+        }                                                                                         \
+        gbeg[ngrp] = no;                                                                          \
     }                                                                                             \
     AT *P = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)(M * sWpA));  /* padded rows ring */ \
     AT *S = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)(nS * sWpA)); /* column sums */     \
-    AT *HA = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)((nB + 1) * sWzA + sWpA)); /* AT scratch */ \
+    /* AT scratch: (CONV) a ring of M x nB box rows, then the z-group row, then the int16 group row */ \
+    const int64_t nHA = CONV ? M * nB : nB;                                                       \
+    AT *HA = fail ? NULL : (AT *)dk_alloc(sizeof(AT) * (size_t)((nHA + 1) * sWzA + 2 * sWpA));    \
     T *SF = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)((nS + 1) * sWp)); /* T copies of S */ \
-    T *HB = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(M * (nB ? nB : 1) * sWz));           \
+    const int64_t nHB = CONV ? 1 : M * (nB ? nB : 1);                                             \
+    T *HB = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(nHB * sWz));                         \
     T *Z = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(NZ * sWz));     /* z rows ring */     \
     T *FP = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(NZ * sW));     /* f' rows ring */    \
     T *U = fail ? NULL : (T *)dk_alloc(sizeof(T) * (size_t)(sWz + sW));                           \
@@ -237,9 +331,9 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
     fail = fail || !P || !S || !HA || !SF || !HB || !Z || !FP || !U || !gw;                       \
     if (!fail) { /* finite values everywhere, also in the slack columns */                        \
         memset(P, 0, sizeof(AT) * (size_t)(M * sWpA)); memset(S, 0, sizeof(AT) * (size_t)(nS * sWpA)); \
-        memset(HA, 0, sizeof(AT) * (size_t)((nB + 1) * sWzA + sWpA));                             \
+        memset(HA, 0, sizeof(AT) * (size_t)((nHA + 1) * sWzA + 2 * sWpA));                        \
         memset(SF, 0, sizeof(T) * (size_t)((nS + 1) * sWp));                                      \
-        memset(HB, 0, sizeof(T) * (size_t)(M * (nB ? nB : 1) * sWz));                              \
+        memset(HB, 0, sizeof(T) * (size_t)(nHB * sWz));                                           \
         memset(Z, 0, sizeof(T) * (size_t)(NZ * sWz)); memset(FP, 0, sizeof(T) * (size_t)(NZ * sW)); \
         memset(U, 0, sizeof(T) * (size_t)(sWz + sW));                                             \
     }                                                                                             \
@@ -267,21 +361,18 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
                     T *hb = HB + (built & MM) * nB * sWz;                                         \
                     for (int64_t m = 0; m < nB; ++m) {                                            \
                         const int64_t b = bval[m], b0 = m ? bval[m - 1] : -1;                     \
-                        AT *ha = CONV ? HA + m * sWzA : (AT *)(hb + m * sWz);                     \
+                        AT *ha = CONV ? HA + ((built & MM) * nB + m) * sWzA : (AT *)(hb + m * sWz); \
                         if (b == 0) { /* the row itself */                                        \
                             if (CONV) for (int64_t q = 0; q < nWzA; ++q) ha[q] = pr[pad - h + q]; \
                         } else {                                                                  \
                             int64_t np = 0;                                                       \
-                            if (m) pa[np++] = CONV ? HA + (m - 1) * sWzA : (const AT *)HBROW(built, m - 1, T, CONV); \
+                            if (m) pa[np++] = CONV ? HA + ((built & MM) * nB + m - 1) * sWzA      \
+                                                   : (const AT *)HBROW(built, m - 1, T, CONV);    \
                             for (int64_t d = b0 + 1; d <= b; ++d) {                               \
                                 pa[np++] = pr + pad - h + d;                                      \
                                 if (d) pa[np++] = pr + pad - h - d;                               \
                             }                                                                     \
                             SUMA(ha, pa, np, CONV ? nWzA : nWz);                                  \
-                        }                                                                         \
-                        if (CONV) {                                                               \
-                            T *hm = hb + m * sWz;                                                 \
-                            for (int64_t q = 0; q < nWz; ++q) hm[q] = (T)ha[q];                   \
                         }                                                                         \
                     }                                                                             \
                 }                                                                                 \
@@ -307,12 +398,23 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
                     for (int64_t gi = 0, t0 = 0; gi < ng; t0 = gend[gi++]) {                      \
                         for (int64_t t = t0; t < gend[gi]; ++t) pa[t - t0] = Sp[dsel[t]] + off0 + t; \
                         if (!CONV) { SUMA((AT *)zr, pa, gend[gi] - t0, nWz); continue; }          \
-                        AT *zt = HA + nB * sWzA;                                                  \
+                        AT *zt = HA + nHA * sWzA;                                                 \
                         SUMA(zt, pa, gend[gi] - t0, nWzA);                                        \
                         if (gi == 0) for (int64_t q = 0; q < nWz; ++q) zr[q] = (T)zt[q];          \
                         else for (int64_t q = 0; q < nWz; ++q) zr[q] += (T)zt[q];                 \
                     }                                                                             \
-                    if (nt) {                                                                     \
+                    if (nt && CONV) { /* f' = sum over groups c_g * (signed int sum of column boxes) */ \
+                        T *fr = FP + ((k + h) & NM) * sW;                                         \
+                        uint16_t *I16 = (uint16_t *)(HA + (nHA + 1) * sWzA);                      \
+                        const int64_t nW16 = (W + 15) / 16 * 16;                                  \
+                        for (int64_t g = 0; g < ngrp; ++g) {                                      \
+                            int64_t np = 0;                                                       \
+                            for (int64_t o = gbeg[g]; o < gbeg[g + 1]; ++o)                       \
+                                pa[np++] = Sp[tsel[gord[o]]] + pad + j->ti[gord[o]];              \
+                            dk_pmsum_u16(I16, (const uint16_t *const *)pa, gpos[g], np, nW16);    \
+                            dk_cvt_acc((float *)fr, I16, (float)gabs[g], g == 0, nW);             \
+                        }                                                                         \
+                    } else if (nt) {                                                              \
                         for (int64_t q = 0; q < nt; ++q) {                                        \
                             const int64_t m = tsel[q];                                            \
                             if (CONV) { /* T copy of this column sum, made once per row */        \
@@ -337,22 +439,39 @@ DK_WSUM_FN(dk_wsum_f64, double, dk_vd_t)
                 /* u = s g_v (.) z + f over the Wz columns, then y = g_h (.) u + g_v (.) f' */    \
                 int64_t np = 0;                                                                   \
                 for (int64_t a = 0; a < nz; ++a) { pp[np] = Z + ((y + a) & NM) * sWz; ww[np++] = gs[a]; } \
-                for (int64_t q = 0; q < nt; ++q) {                                                \
-                    pp[np] = HBROW(y + pad + j->ti[q], bsel[q], T, CONV);                                  \
+                for (int64_t q = 0; q < nt && !CONV; ++q) {                                       \
+                    pp[np] = HBROW(y + pad + j->ti[q], bsel[q], T, CONV);                         \
                     ww[np++] = tcw[q];                                                            \
                 }                                                                                 \
                 WSUMT(U, pp, ww, np, nWz);                                                        \
+                if (CONV) { /* f = sum over groups c_g * (signed int sum of row boxes) */         \
+                    uint16_t *I16 = (uint16_t *)(HA + (nHA + 1) * sWzA);                          \
+                    for (int64_t g = 0; g < ngrp; ++g) {                                          \
+                        int64_t nq = 0;                                                           \
+                        for (int64_t o = gbeg[g]; o < gbeg[g + 1]; ++o) {                         \
+                            const int64_t q = gord[o];                                            \
+                            pa[nq++] = HA + (((y + pad + j->ti[q]) & MM) * nB + bsel[q]) * sWzA;  \
+                        }                                                                         \
+                        dk_pmsum_u16(I16, (const uint16_t *const *)pa, gpos[g], nq, nWzA);        \
+                        dk_cvt_acc((float *)U, I16, (float)gabs[g], 0, nWz);                      \
+                    }                                                                             \
+                }                                                                                 \
                 np = 0;                                                                           \
                 for (int64_t a = 0; a < nz; ++a) { pp[np] = U + a; ww[np++] = gg[a]; }            \
                 if (nt)                                                                           \
                     for (int64_t a = 0; a < nz; ++a) { pp[np] = FP + ((y + a) & NM) * sW; ww[np++] = gg[a]; } \
-                WSUMT(O, pp, ww, np, nW);                                                         \
-                DK_STORE_##OK(T, drow, O, W, (T)1)                                                \
+                if (CONV) { /* uint8: sum, margin, clip and truncation in one pass */             \
+                    dk_wsum_u8((uint8_t *)drow, (const float *const *)pp, (const float *)ww, np, W); \
+                } else {                                                                          \
+                    WSUMT(O, pp, ww, np, nW);                                                     \
+                    DK_STORE_##OK(T, drow, O, W, (T)1)                                            \
+                }                                                                                 \
             }                                                                                     \
         }                                                                                         \
     }                                                                                             \
     free(sval); free(dsel); free(tsel); free(bval); free(bsel); free(gend); free((void *)pp);     \
     free((void *)pa); free(ww); free((void *)Sp);                                                 \
+    free(gord); free(gbeg); free(gpos); free(gwt); free(tgrp); free(gabs);                        \
     free(P); free(S); free(HA); free(SF); free(HB); free(Z); free(FP); free(U); free(gw);         \
     return fail;
 

@@ -74,9 +74,16 @@ def setup(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, dev, True)
 
 
-def teardown(info: DistInfo) -> None:
-    """Destroy the process group if :func:`setup` created it."""
+def teardown(info: DistInfo, finished: bool = True) -> None:
+    """Destroy the process group if :func:`setup` created it.
+
+    After a run that ``finished`` normally, the ranks meet at a barrier first, so that no rank tears
+    its gloo connections down while a peer is still using them (a peer's transport thread would
+    then abort the process). After an error there is no barrier: the other ranks may never reach it.
+    """
     if info.initialized_here and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -320,10 +320,13 @@ def train(config: TrainConfig | dict | str | os.PathLike | None = None, *, model
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     info = setup(cfg.device)
+    finished = False
     try:
-        return _train(cfg, info, model, train_data, val_data, callbacks)
+        result = _train(cfg, info, model, train_data, val_data, callbacks)
+        finished = True
+        return result
     finally:
-        teardown(info)
+        teardown(info, finished)
 
 
 def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train_ds: Dataset | None,

@@ -43,6 +43,7 @@ from collections import OrderedDict
 import torch
 
 from . import filtering as _f
+from ._validation import from_unit, to_unit
 
 __all__ = ["gaussian_noise", "shot_noise", "impulse_noise", "compiled_available"]
 
@@ -114,21 +115,6 @@ def _seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator, dtype=torch.int64).item())
 
 
-def _work(x: torch.Tensor) -> torch.Tensor:
-    """Float working copy for the torch path: uint8 -> v / 255, half types -> float32."""
-    if x.dtype == torch.uint8:
-        return x.float() / 255.0
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def _back(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Clip to [0, 1] and return in ``x``'s dtype (uint8: floor of ``y * 255``)."""
-    y = y.clamp(0.0, 1.0)
-    if x.dtype == torch.uint8:
-        return (y * 255.0).floor_().clamp_(0, 255).to(torch.uint8)
-    return y if y.dtype == x.dtype else y.to(x.dtype)
-
-
 def _run(fn_name: str, x: torch.Tensor, c: float, generator: torch.Generator | None, *extra) -> torch.Tensor:
     lib = _lib()
     x = x.contiguous()
@@ -160,9 +146,9 @@ def gaussian_noise(x: torch.Tensor, c: float, generator: torch.Generator | None 
     cf = _check(x, c, generator, "c", 0.0, 1e6)
     if _use_c(x):
         return _run("bk_noise_gaussian", x, cf, generator)
-    xf = _work(x)
+    xf = to_unit(x)
     n = torch.randn(xf.shape, generator=generator, device=xf.device, dtype=xf.dtype)
-    return _back(xf + cf * n, x)
+    return from_unit(xf + cf * n, x)
 
 
 # ------------------------------------------------------------------------------------------ shot
@@ -211,9 +197,9 @@ def shot_noise(x: torch.Tensor, c: float, generator: torch.Generator | None = No
     if _use_c(x) and cf <= _SHOT_C_MAX:
         tab, tab2, aux, naux = _shot_tables(cf)
         return _run("bk_noise_shot", x, cf, generator, tab.data_ptr(), tab2.data_ptr(), aux.data_ptr(), naux)
-    xf = _work(x)
+    xf = to_unit(x)
     y = torch.poisson(xf.clamp(0.0, 1.0) * cf, generator=generator) / cf
-    return _back(y, x)
+    return from_unit(y, x)
 
 
 # --------------------------------------------------------------------------------------- impulse
@@ -237,7 +223,7 @@ def impulse_noise(x: torch.Tensor, c: float, generator: torch.Generator | None =
     cf = _check(x, c, generator, "c", 0.0, 1.0)
     if _use_c(x):
         return _run("bk_noise_impulse", x, cf, generator)
-    xf = _work(x)
+    xf = to_unit(x)
     u = torch.rand(xf.shape, generator=generator, device=xf.device, dtype=xf.dtype)
     y = torch.where(u < cf, (u < cf / 2).to(xf.dtype), xf.clamp(0.0, 1.0))
-    return _back(y, x)
+    return from_unit(y, x)

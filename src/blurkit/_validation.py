@@ -78,6 +78,25 @@ def restore_batch(out: torch.Tensor, squeezed: bool) -> torch.Tensor:
     return out.squeeze(0) if squeezed else out
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Images as float values in [0, 1] units: uint8 ``v`` -> float32 ``v / 255``; float32/float64 as they
+    are; other float dtypes (float16, bfloat16) -> float32."""
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def from_unit(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Clip ``[0, 1]``-unit results to ``[0, 1]`` and return them in ``like``'s dtype (uint8: the floor of
+    ``255 y``, numpy's ``np.uint8(y * 255)``). ``y`` is clipped in place when it is a fresh result (no
+    autograd history, no memory shared with ``like``): a new batch-sized buffer costs more than the clip."""
+    own = not y.requires_grad and y.untyped_storage().data_ptr() != like.untyped_storage().data_ptr()
+    y = y.clamp_(0.0, 1.0) if own else y.clamp(0.0, 1.0)
+    if like.dtype == torch.uint8:
+        return (y * 255.0).floor_().clamp_(0, 255).to(torch.uint8)
+    return y if y.dtype == like.dtype else y.to(like.dtype)
+
+
 def per_sample(
     value: object,
     name: str,

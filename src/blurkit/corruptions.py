@@ -55,8 +55,7 @@ import torch
 
 from . import _disk, _noise
 from . import filtering as _f
-from . import kernels as _k
-from ._validation import check_images, describe, restore_batch
+from ._validation import check_images, describe, from_unit, restore_batch, to_unit
 
 __all__ = [
     "BLUR_CORRUPTIONS",
@@ -128,28 +127,15 @@ def _check_range(x: torch.Tensor) -> None:
                          f"[0, 1] images; un-normalise first); got values in [{lo:.4g}, {hi:.4g}]")
 
 
-def _prepare(images: object) -> tuple[torch.Tensor, bool, bool]:
-    """Validate ``images``; return a float working batch in [0, 1], squeezed flag, uint8 flag."""
-    x4, squeezed = check_images(images)
-    is_u8 = x4.dtype == torch.uint8
-    if is_u8:
-        x = x4.float() / 255.0
-    else:
-        x = x4 if x4.dtype in (torch.float32, torch.float64) else x4.float()
-        _check_range(x)
-    return x, squeezed, is_u8
+def _prepare(images: object) -> tuple[torch.Tensor, bool]:
+    """Validate ``images``; return a float working batch in [0, 1] and the squeezed flag."""
+    x4, squeezed = _prepare_raw(images)
+    return to_unit(x4), squeezed
 
 
-def _finish(y: torch.Tensor, images: torch.Tensor, squeezed: bool, is_u8: bool) -> torch.Tensor:
-    # ``y`` is the corruption's own fresh output: clip it in place (a new batch-sized buffer costs
-    # more than the clip), unless it shares memory with the input or carries autograd history.
-    own = not y.requires_grad and y.untyped_storage().data_ptr() != images.untyped_storage().data_ptr()
-    y = y.clamp_(0.0, 1.0) if own else y.clamp(0.0, 1.0)
-    if is_u8:
-        y = (y * 255.0).floor().clamp(0, 255).to(torch.uint8)
-    elif y.dtype != images.dtype:
-        y = y.to(images.dtype)
-    return restore_batch(y, squeezed)
+def _finish(y: torch.Tensor, images: torch.Tensor, squeezed: bool) -> torch.Tensor:
+    """Clip the float result and return it like ``images`` (uint8: the reference's truncating cast)."""
+    return restore_batch(from_unit(y, images), squeezed)
 
 
 def _prepare_raw(images: object) -> tuple[torch.Tensor, bool]:
@@ -204,8 +190,7 @@ def _scipy_gaussian1d(sigma: float, device: torch.device) -> torch.Tensor:
     radius = int(4.0 * sigma + 0.5)
     if radius == 0:
         return torch.ones(1, 1, dtype=torch.float64, device=device)
-    s = torch.tensor([sigma], dtype=torch.float64, device=device)  # float64: sigma itself not rounded
-    return _k.gaussian1d(s, truncate=(radius - 0.5) / sigma, dtype=torch.float64, device=device)
+    return _f._scalar_gauss1d(sigma, (radius - 0.5) / sigma, torch.float64, device)  # cached
 
 
 def _check_generator(generator: object, x: torch.Tensor) -> torch.Generator | None:
@@ -482,13 +467,13 @@ def zoom_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagen
         Tensor like ``images``.
     """
     factors = zoom_factors(severity, dataset)
-    x, sq, u8 = _prepare(images)
+    x, sq = _prepare(images)
     B, C, H, W = x.shape
     M = _zoom_matrix(H, W, tuple(float(z) for z in factors), x.device, x.dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         y = (M @ x.reshape(B * C, H * W).T).T.reshape(B, C, H, W)
-    return _finish(y, images, sq, u8)
+    return _finish(y, images, sq)
 
 
 def glass_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet",

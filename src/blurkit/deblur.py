@@ -51,7 +51,7 @@ from torch import nn
 
 from . import kernels as _kern
 from ._validation import check_border, check_images, describe, per_sample, restore_batch
-from .filtering import _load_lib, filter2d, pad, sepfilter2d
+from .filtering import _hinted_empty, _shared, filter2d, pad, sepfilter2d
 
 __all__ = ["wiener", "richardson_lucy", "blind", "BlurEstimate", "DeblurFront", "REGULARISERS"]
 
@@ -139,13 +139,10 @@ def _dft_matrix(n: int, k: int, half: bool, device: torch.device, cdt: torch.dty
 def _dft_1d(h: torch.Tensor, n: int, half: bool) -> torch.Tensor:
     """``sum_p h[:, p] exp(+2 pi i u (p - k // 2) / n)``: ``(B, k)`` real -> ``(B, n or n // 2 + 1)`` complex.
 
-    Two real matrix products (real BLAS), then combined.
+    Two real matrix products (real BLAS) with the cached tables of :func:`_cos_sin`, then combined.
     """
-    k = h.shape[1]
-    p = torch.arange(k, device=h.device, dtype=torch.float64) - k // 2
-    u = torch.arange(n // 2 + 1 if half else n, device=h.device, dtype=torch.float64)
-    phase = 2 * math.pi * torch.outer(p, u).remainder(n) / n
-    return torch.complex(h @ torch.cos(phase).to(h.dtype), h @ torch.sin(phase).to(h.dtype))
+    c, s = _cos_sin(n, h.shape[1], half, h.dtype, h.device)
+    return torch.complex(h @ c, h @ s)
 
 
 def _transfer(k: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
@@ -240,17 +237,6 @@ def _taper_strips(yp: torch.Tensor, mean: torch.Tensor, ty: int, tx: int) -> Non
             yp[..., mid, cols].sub_(mean).mul_(wx[cols]).add_(mean)
 
 
-def _hinted_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised tensor; large CPU ones get the engine's huge-page hint (fewer page faults)."""
-    out = torch.empty(shape, dtype=dtype, device=device)
-    nbytes = out.numel() * out.element_size()
-    if device.type == "cpu" and nbytes >= (1 << 21):
-        lib = _load_lib()
-        if lib is not None and hasattr(lib, "bk_hugepage_hint"):
-            lib.bk_hugepage_hint(out.data_ptr(), nbytes)
-    return out
-
-
 @functools.lru_cache(maxsize=32)
 def _cos_sin(n: int, k: int, half: bool, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     """``cos`` and ``sin`` of ``2 pi u p / n``, shape ``(k, n)`` (or ``(k, n // 2 + 1)`` if ``half``),
@@ -309,7 +295,7 @@ def _wiener_real(yp: torch.Tensor, k: torch.Tensor, bal: torch.Tensor, R2: torch
     Returns the spectrum ``(B, C, hp, wp // 2 + 1)``.
     """
     hp, wp = yp.shape[-2:]
-    if k.shape[0] > 1 and (k.stride(0) == 0 or bool((k == k[:1]).all())):
+    if k.shape[0] > 1 and _shared(k):
         k = k[:1]
     if k.shape[0] == 1 and bal.shape[0] > 1 and bool((bal == bal[:1]).all()):
         bal = bal[:1]

@@ -285,11 +285,20 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def _fresh_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A new contiguous output buffer; large ones are hinted to use huge pages before their first touch."""
-    out = torch.empty(x.shape, dtype=x.dtype if dtype is None else dtype, device=x.device)
-    _load_lib().bk_hugepage_hint(out.data_ptr(), out.numel() * out.element_size())
+def _hinted_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised contiguous tensor; large CPU ones are hinted to use huge pages before their
+    first touch (fewer page faults; the C side ignores buffers below 8 MiB)."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if out.device.type == "cpu":
+        lib = _load_lib()
+        if lib is not None:
+            lib.bk_hugepage_hint(out.data_ptr(), out.numel() * out.element_size())
     return out
+
+
+def _fresh_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new contiguous output buffer shaped like ``x`` (huge-page hinted, see :func:`_hinted_empty`)."""
+    return _hinted_empty(tuple(x.shape), x.dtype if dtype is None else dtype, x.device)
 
 
 def _out_buffer(x: torch.Tensor, wdt: torch.dtype, out_kind: int) -> torch.Tensor:

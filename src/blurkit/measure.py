@@ -30,7 +30,6 @@ metrics; the full-reference ones accept any channel count.
 
 from __future__ import annotations
 
-import functools
 import math
 from functools import lru_cache
 
@@ -105,12 +104,14 @@ def _chunks(x: torch.Tensor) -> list[slice]:
     return [slice(i, min(n, i + step)) for i in range(0, n, step)]
 
 
-def _grey(x: torch.Tensor, weights: tuple[float, float, float], name: str) -> torch.Tensor:
+def _grey(x: torch.Tensor, weights: tuple[float, float, float], name: str,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted channel sum ``(B, 1, H, W)`` of grey or RGB images (grey: ``x`` itself, or copied into ``out``)."""
     C = x.shape[1]
     if C == 1:
-        return x
+        return x if out is None else out.copy_(x)
     if C == 3:
-        g = x[:, 0:1] * weights[0]
+        g = torch.mul(x[:, 0:1], weights[0], out=out) if out is not None else x[:, 0:1] * weights[0]
         g.add_(x[:, 1:2], alpha=weights[1]).add_(x[:, 2:3], alpha=weights[2])
         return g
     raise ValueError(f"{name} must have 1 (grey) or 3 (RGB) channels for this metric; got C={C} "
@@ -249,7 +250,7 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
     return _out(out, squeezed)
 
 
-@functools.lru_cache(maxsize=16)
+@lru_cache(maxsize=16)
 def _blur_effect_taps(h_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(smooth, edge, both) float64 taps of the blur effect, built once per ``h_size``.
 
@@ -304,12 +305,7 @@ def _blur_effect_axes(x: torch.Tensor, scale: float, kx: torch.Tensor, ky: torch
     """Per-axis blur effect ``(B, 2)`` of a chunk (see :func:`blur_effect`); ``buf`` is scratch space."""
     B, _, H, W = x.shape
     stack = buf[:, :B]
-    g = stack[0]
-    if x.shape[1] == 3:
-        torch.mul(x[:, 0:1], _SKIMAGE[0], out=g)
-        g.add_(x[:, 1:2], alpha=_SKIMAGE[1]).add_(x[:, 2:3], alpha=_SKIMAGE[2])
-    else:
-        g.copy_(x)
+    g = _grey(x, _SKIMAGE, "images", out=stack[0])
     if scale != 1.0:
         g.mul_(scale)
     stack[1:].copy_(g.expand(3, *g.shape))

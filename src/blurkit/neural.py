@@ -180,17 +180,6 @@ def _hash_tensor(t: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def _public_mode(tmp: str) -> None:
-    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would (0666 & ~umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_torch_save(obj, path)
-
-
 def activations(
     model: nn.Module,
     images: torch.Tensor,
@@ -314,7 +303,7 @@ def activations(
         model.train(was_training)
     result = {n: torch.cat(chunks[n]) for n in names}
     if cache_file is not None:
-        _atomic_torch_save(result, cache_file)
+        atomic_torch_save(result, cache_file)
     return result
 
 
@@ -1512,7 +1501,7 @@ class NeuralResults:
                 for d in self.to_dicts()]
         text = json.dumps({"rows": rows}, indent=2)
         if path is not None:
-            _atomic_write_text(Path(path), text + "\n")
+            atomic_write_text(Path(path), text + "\n")
         return text
 
     def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -1523,7 +1512,7 @@ class NeuralResults:
         for d in self.to_dicts():
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in d.items()})
         if path is not None:
-            _atomic_write_text(Path(path), buf.getvalue())
+            atomic_write_text(Path(path), buf.getvalue())
         return buf.getvalue()
 
     def plot(self, path: str | os.PathLike[str] | None = None, metric: str = "predictivity",
@@ -1582,10 +1571,6 @@ class NeuralResults:
         if path is not None:
             atomic_savefig(fig, path)
         return fig
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def score_layers(

@@ -166,10 +166,6 @@ def format_json(rows: list[dict[str, object]], skipped: list[tuple[str, str]]) -
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-
-
 def run(args: argparse.Namespace) -> int:
     files, skipped = find_images(args.paths, args.recursive)
     if not files and not skipped:
@@ -200,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = format_table(rows, columns)
     if args.output:
-        _write_atomic(Path(args.output), text)
+        atomic_write_text(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return 1 if skipped else 0

@@ -65,6 +65,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
+
 def data_uri(png: bytes | str | os.PathLike) -> str:
     """A ``data:image/png;base64,...`` URI for PNG bytes or a PNG file."""
     if not isinstance(png, bytes):

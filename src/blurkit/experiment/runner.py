@@ -662,7 +662,6 @@ def checkpoint_defaults(path: str) -> dict[str, Any]:
             "channels": int(c.get("channels", 1)), "model": str(info.get("name", c.get("model", "?")))}
 
 
-
 def rerender(out_dir: str | Path) -> Path:
     """Rebuild ``<out_dir>/report.html`` from its ``results.json`` and PNG figures (no training, no evaluation).
 

@@ -49,6 +49,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """
     return atomic_torch_save({"format": FORMAT, "version": VERSION, **state}, path)
 
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Load a blurkit checkpoint with ``weights_only=True`` (no arbitrary code runs).
 

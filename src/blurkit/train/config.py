@@ -18,7 +18,7 @@ from typing import Any
 
 import tomllib
 
-from .._io import atomic_write_text as _atomic_write_text
+from .._io import atomic_write_text  # re-exported: the config writer's atomic write
 
 __all__ = ["TrainConfig", "dump_toml", "atomic_write_text"]
 
@@ -257,8 +257,3 @@ def dump_toml(d: dict[str, Any]) -> str:
             if vv is not None:
                 lines.append(f"{_toml_key(kk)} = {_toml_value(vv)}")
     return "\n".join(lines) + "\n"
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    _atomic_write_text(path, text)

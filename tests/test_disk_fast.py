@@ -219,3 +219,20 @@ def test_uint8_large_radius_sums_in_groups():
     assert np.all(np.abs(v[diff] - np.round(v[diff])) < 2.0 ** -10 + 1e-6) and diff.mean() < 0.01
     # beyond 2^24 / 255 ones float32 would no longer hold the sums exactly: fall back
     assert _disk.defocus_corruption(u, 150, 0.5) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+def test_planes_side_by_side_give_each_plane_its_own_result(dtype):
+    """Planes are filtered three side by side as one wide plane; every plane count (whole and
+    partial groups) must give each plane exactly its result alone, and that result is the reference."""
+    for planes in (1, 2, 3, 4, 5, 7):
+        x = _rand((1, planes, 23, 29), 30 + planes)
+        x = (x * 256).clamp(max=255).to(dtype) if dtype == torch.uint8 else x.to(dtype)
+        for radius, alias in ((10, 0.5), (6, 0.5)):
+            y = _disk.defocus_corruption(x, radius, alias)
+            for c in range(planes):
+                alone = _disk.defocus_corruption(x[:, c:c + 1].contiguous(), radius, alias)
+                assert torch.equal(y[:, c:c + 1], alone), (planes, c, radius)
+            if dtype == torch.float64:
+                ref = np.clip(ref_blur(x.numpy(), radius, alias), 0, 1)
+                np.testing.assert_allclose(y.numpy(), ref, rtol=0, atol=1e-13)

@@ -18,11 +18,11 @@
  *     f' = F^T (.) x      sum over the same terms: c * S_b[column + i]      (vertical boxes)
  *     y  = g_h (.) (s g_v (.) z + f) + g_v (.) f'
  *
- * all computed on the padded plane itself, so the border needs no special care. Three planes at a
- * time, each padded, are laid side by side as one wide plane (224 px images at radius 10: rows of
- * 3 x 248 columns instead of 248), so that the many short per-row passes cost less per pixel; the
- * columns between two planes compute values nobody reads. Everything runs in cache on ring buffers of rows; the
- * input is read once and the output written once,
+ * all computed on the padded plane itself, so the border needs no special care. Up to three planes
+ * at a time, each padded, are laid side by side as one wide plane (224 px images at radius 10: rows
+ * of 3 x 248 columns instead of 248), so that the many short per-row passes cost less per pixel;
+ * the columns between two planes compute values nobody reads. Everything runs in cache on ring
+ * buffers of rows; the input is read once and the output written once,
  * clipped to [0, 1] (float) or as uint8 floor(clip(y, 0, 255)) for uint8 input (values 0..255; the
  * sums of uint8 values are integers below 2^24, hence exact in float32).
  *
@@ -56,9 +56,9 @@ static inline int64_t dk_stride(int64_t n, int64_t es) {
 }
 #define DK_ST(V, p, v) (*(V *)(p) = (v))
 
-/* Planes filtered side by side as one wide plane (see DK_BODY): 3, the channels of an RGB image. */
+/* At most this many planes are filtered side by side as one wide plane (see DK_BODY): 3, the
+ * channels of an RGB image. */
 #define DK_G 3
-static inline int64_t dk_group(int64_t planes) { return planes >= DK_G ? DK_G : (planes > 0 ? planes : 1); }
 
 typedef struct {
     const void *in;
@@ -74,7 +74,8 @@ typedef struct {
     const int64_t *rowmap;      /* (H + 2 pad): source row of padded row j */
     const int64_t *colmap;      /* (W + 2 pad): source column of padded column q */
     int64_t planes;             /* number of planes */
-    int64_t *next;              /* next plane to take (shared by the threads, atomic) */
+    int64_t *next;              /* next plane group to take (shared by the threads, atomic) */
+    int64_t group;              /* planes per group, 1 .. DK_G (filtered side by side) */
 } dk_job_t;
 
 /* o[x] = sum_t p[t][x] (np >= 1), blocks of 8 / 4 / 1 vectors held in registers. */
@@ -240,7 +241,7 @@ static inline __attribute__((always_inline)) void dk_cvt_acc(float *restrict o, 
     const int64_t H = j->H, W0 = j->W, r = j->r, h = j->h, pad = j->pad, nt = j->nterm;           \
     /* GP planes side by side, each with its own padding, form one wide plane of W columns      \
      * (plane g's output columns start at g Wp0): wide rows spread the per-row costs */         \
-    const int64_t GP = dk_group(j->planes), Wp0 = W0 + 2 * pad, W = GP * Wp0 - 2 * pad;         \
+    const int64_t GP = j->group, Wp0 = W0 + 2 * pad, W = GP * Wp0 - 2 * pad;                     \
     const int64_t Wp = W + 2 * pad, Wz = W + 2 * h, nz = 2 * h + 1;                              \
     const int64_t sWpA = dk_stride(Wp, sizeof(AT)), sWzA = dk_stride(Wz, sizeof(AT));             \
     const int64_t sWp = dk_stride(Wp, sizeof(T)), sWz = dk_stride(Wz, sizeof(T)), sW = dk_stride(W, sizeof(T)); \
@@ -353,7 +354,7 @@ static inline __attribute__((always_inline)) void dk_cvt_acc(float *restrict o, 
         for (int64_t a = 0; a < nz; ++a) { gs[a] = (T)(j->s * j->g[a]); gg[a] = (T)j->g[a]; }     \
         for (int64_t q = 0; q < nt; ++q) tcw[q] = (T)j->tc[q];                                    \
         const int64_t *cm = j->colmap;                                                            \
-        (void)i0; (void)i1; /* planes are handed out one at a time: balanced under load */       \
+        (void)i0; (void)i1; /* plane groups are handed out one at a time: balanced under load */ \
         const int64_t ngr = (j->planes + GP - 1) / GP;                                           \
         for (int64_t p; (p = __atomic_fetch_add(j->next, 1, __ATOMIC_RELAXED)) < ngr;) {         \
             const int64_t gn = j->planes - p * GP < GP ? j->planes - p * GP : GP; /* planes here */ \
@@ -536,7 +537,10 @@ int bk_disk_defocus(int kind, const void *in, void *out, int64_t planes, int64_t
     else if (kind == 2) fn = PICK(dk_f64);
     else return 2;
     if (nthreads < 1) nthreads = 1;
-    const int64_t groups = (planes + dk_group(planes) - 1) / dk_group(planes);
+    /* groups of up to DK_G planes, small enough that every thread gets one (results do not depend on
+     * the grouping: each output is computed by the same arithmetic wherever its plane sits) */
+    j.group = planes / nthreads < 1 ? 1 : (planes / nthreads > DK_G ? DK_G : planes / nthreads);
+    const int64_t groups = (planes + j.group - 1) / j.group;
     if (nthreads > groups) nthreads = (int)groups;
     return bk_run_chunks(fn, &j, nthreads, nthreads); /* one worker per thread, each takes plane groups */
 }

@@ -60,11 +60,6 @@ static inline int64_t bk_next(job_t *j) { return __atomic_fetch_add(j->next, 1, 
  * clipped value, with a margin for rounding). */
 enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
 
-/* Read row y of plane src (typed T or uint8) as T: a pointer into src, or conv filled from uint8. */
-#define READ_ROW(T, j, src, y, W, conv)                                                        \
-    ((j)->in_u8 ? bk_u8_row_##T((const uint8_t *)(src) + (y) * (W), conv, W)                   \
-                : (const T *)(src) + (y) * (W))
-
 /* Write one computed row (typed T, in row) to output row y of plane dst with the job's mode. One
  * branch-free loop per mode, so that each is vectorised. */
 #define WRITE_ROW(T, j, dst, y, W, row)                                                        \
@@ -224,12 +219,11 @@ ROW2_KERNEL(double, vd_t, row2_f64)
     T *rowbuf = (T *)malloc(sizeof(T) * (size_t)(W + 2 * Rx + 8));                            \
     T *tmp = (T *)malloc(sizeof(T) * (size_t)(H * W));                                        \
     T *crow = (T *)malloc(sizeof(T) * (size_t)W);                                             \
-    T *conv = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
     T *orow = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
     T *orow2 = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                      \
     const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(2 * (Rx > Ry ? Rx : Ry) + 2));  \
-    if (!rowbuf || !tmp || !crow || !rows || !conv || !orow || !orow2) {                      \
-        free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow); free(orow2); \
+    if (!rowbuf || !tmp || !crow || !rows || !orow || !orow2) {                               \
+        free(rowbuf); free(tmp); free(crow); free((void *)rows); free(orow); free(orow2);     \
         j->status = 1; return;                                                                \
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
@@ -250,9 +244,11 @@ ROW2_KERNEL(double, vd_t, row2_f64)
         const int64_t *cm = j->colmap + (Rx - rx);                                            \
         for (int64_t t = 0; t < nx; ++t) rows[t] = rowbuf + t;                                \
         for (int64_t y = 0; y < H; ++y) { /* horizontal pass into tmp */                      \
-            const T *s = READ_ROW(T, j, src, y, W, conv);                                     \
+            /* uint8 rows are converted straight into the padded row buffer, float rows copied */ \
+            const T *s = j->in_u8 ? bk_u8_row_##T((const uint8_t *)src + y * W, rowbuf + rx, W)   \
+                                  : (const T *)src + y * W;                                   \
+            if (!j->in_u8) memcpy(rowbuf + rx, s, sizeof(T) * (size_t)W);                     \
             for (int64_t q = 0; q < rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]];          \
-            memcpy(rowbuf + rx, s, sizeof(T) * (size_t)W);                                    \
             for (int64_t q = rx + W; q < W + 2 * rx; ++q) rowbuf[q] = cm[q] < 0 ? cval : s[cm[q]]; \
             ROWFN(tmp + y * W, rows, kx, nx, symx, W);                                        \
         }                                                                                     \
@@ -280,7 +276,7 @@ ROW2_KERNEL(double, vd_t, row2_f64)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    free(rowbuf); free(tmp); free(crow); free((void *)rows); free(conv); free(orow); free(orow2);
+    free(rowbuf); free(tmp); free(crow); free((void *)rows); free(orow); free(orow2);
 
 static void sep_f32_base(job_t *j) { SEP_BODY(float, row_f32, row2_f32) }
 #if BK_X86
@@ -300,10 +296,9 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64, row2_f64)
     int64_t *toff = (int64_t *)malloc(sizeof(int64_t) * (size_t)(Kh * Kw));                    \
     T *tval = (T *)malloc(sizeof(T) * (size_t)(Kh * Kw));                                     \
     const T **rows = (const T **)malloc(sizeof(T *) * (size_t)(Kh * Kw));                      \
-    T *conv = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
     T *orow = (T *)malloc(sizeof(T) * (size_t)(W + 8));                                       \
-    if (!pad || !toff || !tval || !rows || !conv || !orow) {                                  \
-        free(pad); free(toff); free(tval); free((void *)rows); free(conv); free(orow);        \
+    if (!pad || !toff || !tval || !rows || !orow) {                                           \
+        free(pad); free(toff); free(tval); free((void *)rows); free(orow);                    \
         j->status = 1; return;                                                                \
     }                                                                                         \
     const T cval = (T)j->cval;                                                                \
@@ -340,9 +335,10 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64, row2_f64)
             const int64_t sr = j->rowmap[Ry - ry + yy];                                       \
             T *prow = pad + yy * wp;                                                          \
             if (sr < 0) { for (int64_t q = 0; q < wp; ++q) prow[q] = cval; continue; }         \
-            const T *s = READ_ROW(T, j, src, sr, W, conv);                                    \
+            const T *s = j->in_u8 ? bk_u8_row_##T((const uint8_t *)src + sr * W, prow + rx, W)    \
+                                  : (const T *)src + sr * W;                                  \
+            if (!j->in_u8) memcpy(prow + rx, s, sizeof(T) * (size_t)W);                       \
             for (int64_t q = 0; q < rx; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];            \
-            memcpy(prow + rx, s, sizeof(T) * (size_t)W);                                      \
             for (int64_t q = rx + W; q < wp; ++q) prow[q] = cm[q] < 0 ? cval : s[cm[q]];       \
         }                                                                                     \
         for (int64_t y = 0; y < H; ++y) {                                                     \
@@ -356,7 +352,7 @@ BK_AVX2 static void sep_f64_avx2(job_t *j) { SEP_BODY(double, row_f64, row2_f64)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    free(pad); free(toff); free(tval); free((void *)rows); free(conv); free(orow);
+    free(pad); free(toff); free(tval); free((void *)rows); free(orow);
 
 static void d2_f32_base(job_t *j) { D2_BODY(float, row_f32) }
 #if BK_X86

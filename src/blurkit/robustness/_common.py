@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -41,8 +42,14 @@ def as_models(model: object) -> tuple[dict[str, nn.Module], bool]:
 
 
 def resolve_device(device: object, models: Mapping[str, nn.Module]) -> torch.device:
+    """``device`` as a ``torch.device`` (default: the first model's parameters' device, else CPU)."""
     if device is not None:
-        return torch.device(device)
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be a torch.device or a string such as 'cpu' or 'cuda:0'; got {device!r}")
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0'; got {device!r}") from None
     for m in models.values():
         if isinstance(m, nn.Module):
             for p in m.parameters():
@@ -50,18 +57,61 @@ def resolve_device(device: object, models: Mapping[str, nn.Module]) -> torch.dev
     return torch.device("cpu")
 
 
-def batches(data: object, device: torch.device, max_batches: int | None = None
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(images, labels)`` from any iterable of pairs (a DataLoader, a list, a generator).
+def model_dtype(model: object) -> torch.dtype | None:
+    """The floating dtype of a module's first floating parameter (or buffer); ``None`` if it has none."""
+    if isinstance(model, nn.Module):
+        for t in (*model.parameters(), *model.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+    return None
 
-    A single ``(images, labels)`` tuple of tensors is accepted as one batch. uint8 images are
-    scaled to float32 in ``[0, 1]`` (blur is then not quantised).
+
+def check_max_batches(max_batches: object) -> int | None:
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                    or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive integer or None; got {max_batches!r}")
+    return max_batches
+
+
+def check_options(*, transform: object = None, seed: object = 0, ci: object = None,
+                  data_range: object = None) -> None:
+    """Validate the options shared by the robustness functions (each named in its error)."""
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be a callable (images -> images) or None; got {transform!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer; got {seed!r}")
+    if ci is not None and (isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1):
+        raise ValueError(f"ci must be a number in (0, 1) (0.95: a 95 % interval); got {ci!r}")
+    if data_range is not None and (isinstance(data_range, bool) or not isinstance(data_range, (int, float))
+                                   or not math.isfinite(data_range) or data_range <= 0):
+        raise ValueError(f"data_range must be a finite number > 0 (1.0 for images in [0, 1]); got {data_range!r}")
+
+
+def check_labels(labels: torch.Tensor, n_classes: int) -> None:
+    """Labels must be class indices of the model's output: ``0 <= label < n_classes``."""
+    if labels.numel() and bool(((labels < 0) | (labels >= n_classes)).any()):
+        bad = labels[(labels < 0) | (labels >= n_classes)][0]
+        raise ValueError(f"labels must be class indices in [0, {n_classes}) for a model with {n_classes} "
+                         f"outputs; got {int(bad)}")
+
+
+def _single_batch(data: object) -> bool:
+    return (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+            and isinstance(data[1], (torch.Tensor, list)))
+
+
+def pairs(data: object, max_batches: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Validated ``(images, labels)`` pairs of ``data``, where they are (no device move).
+
+    ``data`` is any iterable of pairs (a DataLoader, a list, a generator) or one ``(images, labels)``
+    tuple. Images must be ``(B, C, H, W)``; labels ``(B,)`` integer class indices (a tensor or a
+    list). uint8 images are scaled to float32 in ``[0, 1]`` (blur is then not quantised).
     """
-    if (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor)
-            and isinstance(data[1], torch.Tensor) and data[0].dim() == 4):
+    if _single_batch(data):
         data = [data]
-    if not isinstance(data, Iterable):
-        raise TypeError(f"data must be an iterable of (images, labels) batches; got {type(data).__name__}")
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes, torch.Tensor)):
+        raise TypeError(f"data must be an iterable of (images, labels) batches or one such tuple; got "
+                        f"{describe(data)}")
     for i, item in enumerate(data):
         if max_batches is not None and i >= max_batches:
             return
@@ -70,17 +120,30 @@ def batches(data: object, device: torch.device, max_batches: int | None = None
         x, y = item[0], item[1]
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"images of batch {i} must be a tensor (B, C, H, W); got {describe(x)}")
-        y = torch.as_tensor(y)
-        if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point():
+        if not (x.is_floating_point() or x.dtype == torch.uint8):
+            raise TypeError(f"images of batch {i} must be float (values in [0, 1]) or uint8; got {x.dtype}")
+        try:
+            y = torch.as_tensor(y)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"labels of batch {i} must be integer class indices; got {describe(y)}") from None
+        if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
             raise ValueError(f"labels of batch {i} must be integer class indices of shape ({x.shape[0]},); "
                              f"got {describe(y)}")
-        x = x.to(device, non_blocking=True)
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
-        yield x, y.to(device, non_blocking=True).long()
+        yield x, y.long()
+
+
+def batches(data: object, device: torch.device, max_batches: int | None = None
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`pairs` moved to ``device``."""
+    for x, y in pairs(data, max_batches):
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def count_batches(data: object) -> int | None:
+    if _single_batch(data):
+        return 1
     try:
         return len(data)  # type: ignore[arg-type]
     except TypeError:
@@ -101,6 +164,26 @@ def check_family(family: str) -> str:
     if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(map(repr, FAMILIES))}; got {family!r}")
     return family
+
+
+_BLUR_FN = {"gaussian": ("gaussian_blur", "sigma"), "motion": ("motion_blur", "length"),
+            "defocus": ("defocus_blur", "radius"), "box": ("box_blur", "size")}
+
+
+def check_blur_kwargs(family: str, blur_kwargs: object) -> dict[str, Any]:
+    """``blur_kwargs`` as a dict of keyword arguments the family's blur function accepts."""
+    if blur_kwargs is None:
+        return {}
+    if not isinstance(blur_kwargs, Mapping):
+        raise TypeError(f"blur_kwargs must be a dict of blur arguments or None; got {blur_kwargs!r}")
+    fn_name, level = _BLUR_FN[family]
+    params = inspect.signature(getattr(_f, fn_name)).parameters
+    allowed = sorted(k for k, p in params.items() if k not in ("images", level))
+    bad = [k for k in blur_kwargs if k not in allowed]
+    if bad:
+        raise ValueError(f"blur_kwargs: {fn_name} takes no argument {bad[0]!r} (family {family!r}); "
+                         f"allowed: {', '.join(allowed)}")
+    return dict(blur_kwargs)
 
 
 def apply_blur(images: torch.Tensor, family: str, level: float | torch.Tensor,
@@ -138,6 +221,9 @@ def autocast(device: torch.device, amp: bool):
 def logits_of(model: Callable, images: torch.Tensor, transform: Transform | None, device: torch.device,
               amp: bool) -> torch.Tensor:
     x = transform(images) if transform is not None else images
+    md = model_dtype(model)
+    if md is not None and isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != md and not amp:
+        x = x.to(md)  # e.g. float32 images into a float64 model
     with autocast(device, amp):
         out = model(x)
     if isinstance(out, (tuple, list)):
@@ -148,6 +234,8 @@ def logits_of(model: Callable, images: torch.Tensor, transform: Transform | None
 
 
 def check_levels(levels: object, name: str = "sigmas") -> list[float]:
+    if isinstance(levels, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of numbers; got {levels!r}")
     if isinstance(levels, torch.Tensor):
         levels = levels.detach().cpu().flatten().tolist()
     if isinstance(levels, (int, float)):

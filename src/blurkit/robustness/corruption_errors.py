@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,19 +67,41 @@ class CorruptionErrors:
                                for k, v in self.ce.items()])
 
 
-def _mean_error(name: str, v: object, who: str) -> float:
+def _error_list(name: str, v: object, who: str) -> list[float]:
+    """The error rate(s) of one entry: one number, or one per severity."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         vals = [float(v)]
     elif isinstance(v, torch.Tensor):
         vals = [float(t) for t in v.flatten()]
-    elif isinstance(v, Sequence) and not isinstance(v, str):
+    elif isinstance(v, Sequence) and not isinstance(v, str) and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in v):
         vals = [float(t) for t in v]
     else:
         raise TypeError(f"{who}[{name!r}] must be an error rate or a sequence of error rates per severity; "
                         f"got {v!r}")
     if not vals or any(not math.isfinite(t) or t < 0 or t > 1 for t in vals):
         raise ValueError(f"{who}[{name!r}] must hold error rates in [0, 1] (fractions, not percent); got {vals}")
+    return vals
+
+
+def _mean_error(name: str, v: object, who: str) -> float:
+    vals = _error_list(name, v, who)
     return sum(vals) / len(vals)
+
+
+def _severity_count(v: object) -> int | None:
+    """Number of per-severity errors in an entry (``None`` for a single, already averaged number)."""
+    if isinstance(v, torch.Tensor):
+        return None if v.dim() == 0 else v.numel()
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        return len(v)
+    return None
+
+
+def _check_rate(name: str, v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+        raise ValueError(f"{name} must be an error rate in [0, 1] (a fraction, not percent); got {v!r}")
+    return float(v)
 
 
 def corruption_errors(
@@ -110,9 +133,15 @@ def corruption_errors(
     if not isinstance(errors, Mapping) or not errors:
         raise TypeError(f"errors must be a non-empty dict corruption -> errors; got {errors!r}")
     errs = dict(errors)
+    if clean_error is not None:
+        clean_error = _check_rate("clean_error", clean_error)
+    if baseline_clean_error is not None:
+        baseline_clean_error = _check_rate("baseline_clean_error", baseline_clean_error)
     if "clean" in errs:
         ce0 = errs.pop("clean")
         clean_error = _mean_error("clean", ce0, "errors") if clean_error is None else clean_error
+    if not errs:
+        raise ValueError("errors has no corruption entries (only 'clean'); CE needs at least one corruption")
     if isinstance(baseline, str):
         if baseline != "alexnet":
             raise ValueError(f"baseline must be 'alexnet' or a dict of a baseline model's errors; got {baseline!r}")
@@ -131,6 +160,19 @@ def corruption_errors(
     missing = [k for k in mean_err if k not in base]
     if missing:
         raise ValueError(f"the baseline has no errors for {missing}; it has {sorted(base)}")
+    # CE compares errors summed over the same severities
+    for k, v in errs.items():
+        n = _severity_count(v)
+        if n is None:
+            continue
+        if isinstance(baseline, Mapping):
+            nb = _severity_count(baseline[k])
+            if nb is not None and nb != n:
+                raise ValueError(f"errors[{k!r}] has {n} severities but baseline[{k!r}] has {nb}; CE compares "
+                                 "the same severities (evaluate both models on the same ones)")
+        elif n != 5:
+            warnings.warn(f"errors[{k!r}] has {n} severities, but the published AlexNet errors average "
+                          "severities 1-5: the CE compares different severity sets", stacklevel=2)
     ce = {}
     for k, e in mean_err.items():
         if base[k] <= 0:
@@ -139,9 +181,6 @@ def corruption_errors(
     rel = None
     rel_m = None
     if clean_error is not None and baseline_clean_error is not None:
-        for name, v in (("clean_error", clean_error), ("baseline_clean_error", baseline_clean_error)):
-            if not 0 <= float(v) <= 1:
-                raise ValueError(f"{name} must be a fraction in [0, 1]; got {v!r}")
         rel = {}
         for k, e in mean_err.items():
             d = base[k] - float(baseline_clean_error)
@@ -180,7 +219,7 @@ def evaluate_corruptions(
         model: classifier or list/dict of classifiers.
         data: iterable of ``(images, labels)``, images in ``[0, 1]``.
         corruptions: names from :data:`blurkit.corruptions.CORRUPTIONS`.
-        severities: subset of 1..5.
+        severities: distinct severities in 1..5 (CE against ``"alexnet"`` needs all five).
         dataset: ``"imagenet"`` or ``"cifar"`` parameter tables.
         seed, device, amp, transform, progress, max_batches: as in :func:`accuracy_curve`.
 
@@ -188,12 +227,26 @@ def evaluate_corruptions(
         ``{"clean": error, corruption: [error per severity]}`` (one model) or ``{name: that}``.
     """
     models, single = c.as_models(model)
+    if isinstance(corruptions, str) or not isinstance(corruptions, Iterable):
+        raise TypeError(f"corruptions must be a sequence of corruption names; got {corruptions!r}")
+    corruptions = list(corruptions)
+    if not corruptions:
+        raise ValueError(f"corruptions must name at least one corruption; choose from {_c.CORRUPTIONS}")
     for name in corruptions:
         if name not in _c.CORRUPTIONS:
             raise ValueError(f"unknown corruption {name!r}; choose from {_c.CORRUPTIONS}")
-    sev = [int(s) for s in severities]
-    if not sev or any(s < 1 or s > 5 for s in sev):
-        raise ValueError(f"severities must be in 1..5; got {list(severities)}")
+    if len(set(corruptions)) != len(corruptions):
+        raise ValueError(f"corruptions must not repeat a name; got {corruptions}")
+    if isinstance(severities, (str, bytes)) or not isinstance(severities, Iterable):
+        raise TypeError(f"severities must be a sequence of integers in 1..5; got {severities!r}")
+    sev = list(severities)
+    if (not sev or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in sev)
+            or len(set(sev)) != len(sev)):
+        raise ValueError(f"severities must be distinct integers in 1..5; got {sev}")
+    if not isinstance(dataset, str) or dataset not in _c.PARAMS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, _c.PARAMS))}; got {dataset!r}")
+    c.check_options(transform=transform, seed=seed)
+    c.check_max_batches(max_batches)
     dev = c.resolve_device(device, models)
     gen = torch.Generator(device=dev).manual_seed(seed)
     wrong = {n: {"clean": 0, **{(k, s): 0 for k in corruptions for s in sev}} for n in models}
@@ -207,7 +260,9 @@ def evaluate_corruptions(
             for x, y in c.batches(data, dev, max_batches):
                 total_n += x.shape[0]
                 for name, m in models.items():
-                    wrong[name]["clean"] += int((c.logits_of(m, x, transform, dev, amp).argmax(1) != y).sum())
+                    logits = c.logits_of(m, x, transform, dev, amp)
+                    c.check_labels(y, logits.shape[1])
+                    wrong[name]["clean"] += int((logits.argmax(1) != y).sum())
                 for k in corruptions:
                     for s in sev:
                         xc = _c.corrupt(x, k, s, dataset=dataset, generator=gen)

@@ -58,11 +58,9 @@ class CriticalSigma:
 
     @property
     def median(self) -> float:
-        """Median critical level over the searched images (``inf`` if most never flip)."""
-        s = self.sigma[self.clean_correct]
-        if s.numel() == 0:
-            return float("nan")
-        return float(torch.sort(s).values[(s.numel() - 1) // 2])
+        """Median critical level over the searched images (the mean of the two middle values for an
+        even count, as ``numpy.median``; ``inf`` if half or more never flip)."""
+        return _median(self.sigma[self.clean_correct])
 
     def survival(self, levels: Any = None) -> tuple[list[float], list[float]]:
         """Share of the searched images still correct at each level: ``P(sigma > level)``.
@@ -124,9 +122,20 @@ class CriticalSigma:
         return ax
 
 
+def _median(t: torch.Tensor) -> float:
+    """``numpy.median`` of a 1-D tensor (``nan`` if empty); infinite values sort last."""
+    if t.numel() == 0:
+        return float("nan")
+    v = torch.sort(t.double()).values
+    m = v.numel() // 2
+    if v.numel() % 2:
+        return float(v[m])
+    a, b = float(v[m - 1]), float(v[m])
+    return b if math.isinf(b) else (a + b) / 2
+
+
 def _nanmedian(t: torch.Tensor) -> float:
-    t = t[~torch.isnan(t)]
-    return float(torch.sort(t).values[(t.numel() - 1) // 2]) if t.numel() else float("nan")
+    return _median(t[~torch.isnan(t)])
 
 
 def _predict(model, x, transform, dev, amp) -> torch.Tensor:
@@ -162,7 +171,7 @@ def critical_sigma(
        level *per image* in each batched step, until the bracket is at most ``tol`` wide. The
        reported level is the bracket's upper end, a level verified to flip.
 
-    The "box" family searches integer radii (no bisection). ``quality`` adds PSNR and SSIM
+    The "box" family searches integer radii (no bisection; its ``tol`` is 1 px). ``quality`` adds PSNR and SSIM
     between each clean image and its flipping blur ("the minimal sacrifice of image quality that
     causes a misclassification").
 
@@ -170,8 +179,8 @@ def critical_sigma(
         model: classifier (``nn.Module``, logits out).
         data: iterable of ``(images, labels)`` batches.
         family: ``"gaussian"``, ``"motion"``, ``"defocus"`` or ``"box"``.
-        max_sigma: largest level searched (px).
-        grid_step: spacing of the coarse scan (px).
+        max_sigma: largest level searched (px); the scan never goes beyond it.
+        grid_step: spacing of the coarse scan (px); a step above ``max_sigma`` scans ``max_sigma`` alone.
         tol: width of the final bracket (px).
         device, amp, transform, blur_kwargs, progress, max_batches: as in :func:`accuracy_curve`.
         quality: compute PSNR/SSIM at the flip.
@@ -192,12 +201,16 @@ def critical_sigma(
     for name, v in (("max_sigma", max_sigma), ("grid_step", grid_step), ("tol", tol)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
+    c.check_options(transform=transform, data_range=data_range)
+    c.check_max_batches(max_batches)
+    blur_kwargs = c.check_blur_kwargs(fam, blur_kwargs)
     if fam == "box":
         grid = [float(r) for r in range(1, int(math.floor(max_sigma)) + 1)]
-    else:
-        n_grid = max(1, int(math.floor(max_sigma / grid_step + 1e-9)))
+        tol = 1.0  # integer radii: the boundary lies in (sigma - 1, sigma]
+    else:  # grid_step, 2 grid_step, ... up to max_sigma, and max_sigma itself
+        n_grid = int(math.floor(max_sigma / grid_step + 1e-9))
         grid = [grid_step * (i + 1) for i in range(n_grid)]
-        if grid[-1] < max_sigma - 1e-9:
+        if not grid or grid[-1] < max_sigma - 1e-9:
             grid.append(float(max_sigma))
     if not grid:
         raise ValueError(f"max_sigma={max_sigma!r} leaves no level to search for family {fam!r}")
@@ -213,15 +226,17 @@ def critical_sigma(
         with torch.no_grad(), c.progress_bar(total, f"critical_sigma ({fam})", progress) as bar:
             for x, y in c.batches(data, dev, max_batches):
                 B = x.shape[0]
-                ok = _predict(net, x, transform, dev, amp) == y
+                logits = c.logits_of(net, x, transform, dev, amp)
+                c.check_labels(y, logits.shape[1])
+                ok = (logits.argmax(1) == y).cpu()
                 evals += B
                 sig = torch.full((B,), float("nan"), dtype=torch.float64)
                 fpred = torch.full((B,), -1, dtype=torch.int64)
                 ps = torch.full((B,), float("nan"))
                 ss = torch.full((B,), float("nan"))
-                idx = torch.nonzero(ok).flatten()
+                idx = torch.nonzero(ok).flatten()  # on the CPU, like the per-image results
                 if idx.numel():
-                    xs, ys = x.index_select(0, idx), y.index_select(0, idx)
+                    xs, ys = x.index_select(0, idx.to(dev)), y.index_select(0, idx.to(dev))
                     n = idx.numel()
                     first = torch.full((n,), -1, dtype=torch.int64)
                     alive = torch.ones(n, dtype=torch.bool)
@@ -271,7 +286,7 @@ def critical_sigma(
                             ss[idx] = sq
                     sig[idx] = res
                 out_sigma.append(sig)
-                out_ok.append(ok.cpu())
+                out_ok.append(ok)
                 out_y.append(y.cpu())
                 out_pred.append(fpred)
                 out_psnr.append(ps)

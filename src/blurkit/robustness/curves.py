@@ -123,14 +123,16 @@ def accuracy_curve(
         data: iterable of ``(images, labels)`` batches (a ``DataLoader``, a list, ...); images
             ``(B, C, H, W)``, labels ``(B,)`` class indices.
         sigmas: increasing blur levels in px (Gaussian sigma, motion length, defocus radius or box
-            radius ``r`` of a ``2r+1`` box, by ``family``); 0 is the clean image.
+            radius ``r`` of a ``2r+1`` box, by ``family``; box radii must be integers); 0 is the
+            clean image.
         family: ``"gaussian"``, ``"motion"``, ``"defocus"`` or ``"box"``.
         k: the ``k`` of top-k accuracy (default 5).
         device: where to run (default: the first model's parameters' device).
         amp: run the models under ``torch.autocast`` (float16 on CUDA, bfloat16 on CPU).
         transform: applied to the blurred batch before the models (e.g. normalisation).
         blur_kwargs: extra arguments of the blur (``truncate``, ``border``, motion ``angle``, ...).
-        n_bootstrap: bootstrap resamples of the images for the intervals (0: none).
+        n_bootstrap: bootstrap resamples of the images for the intervals (0: none). The resamples
+            are paired: every model's interval uses the same resampled image sets.
         ci: interval level (0.95: 2.5 and 97.5 percentiles).
         seed: seed of the bootstrap.
         progress: show a tqdm progress bar.
@@ -148,8 +150,11 @@ def accuracy_curve(
     levels = c.check_levels(sigmas)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}")
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1); got {ci!r}")
+    c.check_options(transform=transform, seed=seed, ci=ci)
+    c.check_max_batches(max_batches)
+    blur_kwargs = c.check_blur_kwargs(fam, blur_kwargs)
+    if fam == "box" and any(v != int(v) for v in levels):
+        raise ValueError(f"box levels are integer radii r (a (2r + 1)-wide box); got {levels}")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be a non-negative integer; got {n_bootstrap!r}")
     dev = c.resolve_device(device, models)
@@ -159,7 +164,7 @@ def accuracy_curve(
             m.eval()
     top1: dict[str, list[torch.Tensor]] = {n: [] for n in models}
     topk: dict[str, list[torch.Tensor]] = {n: [] for n in models}
-    n_classes = None
+    n_classes: dict[str, int] = {}
     total = c.count_batches(data)
     if total is not None and max_batches is not None:
         total = min(total, max_batches)
@@ -172,8 +177,10 @@ def accuracy_curve(
                     xb = c.apply_blur(x, fam, lv, blur_kwargs) if lv > 0 else x
                     for name, m in models.items():
                         logits = c.logits_of(m, xb, transform, dev, amp)
-                        n_classes = logits.shape[1]
-                        kk = min(k, n_classes)
+                        if lv == levels[0]:  # once per batch and model
+                            c.check_labels(y, logits.shape[1])
+                        n_classes[name] = logits.shape[1]
+                        kk = min(k, n_classes[name])
                         pred = logits.topk(kk, dim=1).indices
                         rows1[name].append((pred[:, 0] == y).cpu())
                         rowsk[name].append((pred == y[:, None]).any(1).cpu())
@@ -189,11 +196,12 @@ def accuracy_curve(
     if not top1[next(iter(models))]:
         raise ValueError("data yielded no batches")
     out = {}
-    gen = torch.Generator().manual_seed(seed)
     for name in models:
         corr1 = torch.cat(top1[name], dim=1)  # (L, N)
         corrk = torch.cat(topk[name], dim=1)
-        out[name] = _summarise(name, fam, levels, corr1, corrk, k, n_classes or 0, n_bootstrap, ci, gen)
+        # the same seed for every model: paired resamples (the same images drawn for each model)
+        gen = torch.Generator().manual_seed(seed)
+        out[name] = _summarise(name, fam, levels, corr1, corrk, k, n_classes[name], n_bootstrap, ci, gen)
     return out["model"] if single else out
 
 

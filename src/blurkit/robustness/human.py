@@ -10,18 +10,21 @@ of the ImageNet classes of each category, as in bethgelab/model-vs-human).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import _common as _c
 from .curves import AccuracyCurve, accuracy_curve
 
 __all__ = [
     "CATEGORIES_16",
     "IMAGENET_16_CLASS_INDICES",
     "GEIRHOS_2018_LOWPASS",
+    "GREY_WEIGHTS",
     "LOWPASS_BORDER_VALUE",
     "SixteenClassHead",
     "imagenet_to_16",
@@ -80,9 +83,12 @@ def _mapping(mapping: Mapping[str, Sequence[int]] | None) -> tuple[tuple[str, ..
     names = tuple(m)
     idx = []
     for k in names:
-        v = torch.as_tensor(list(m[k]), dtype=torch.long)
-        if v.numel() == 0 or v.dim() != 1:
-            raise ValueError(f"mapping[{k!r}] must be a non-empty list of class indices; got {m[k]!r}")
+        vals = m[k].tolist() if isinstance(m[k], torch.Tensor) else m[k]
+        if (isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence) or not vals
+                or any(isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0 for i in vals)):
+            raise ValueError(f"mapping[{k!r}] must be a non-empty list of ImageNet class indices (integers "
+                             f">= 0); got {vals!r}")
+        v = torch.as_tensor(list(vals), dtype=torch.long)
         idx.append(v)
     return names, idx
 
@@ -121,24 +127,35 @@ class SixteenClassHead(nn.Module):
         return torch.log(imagenet_to_16(p, self.mapping).clamp_min(1e-30))
 
 
+# skimage.color.rgb2gray (ITU-R BT.709 luma), which the experiment's code used (rgb2grey)
+GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)
+
+
 def _grey(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3 or 1, H, W)`` float images in [0, 1] -> ``(B, 1, H, W)`` grey (as ``skimage.color.rgb2gray``)."""
     if x.shape[1] == 3:
-        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+        w = torch.tensor(GREY_WEIGHTS, dtype=x.dtype, device=x.device)
         return (x * w[None, :, None, None]).sum(1, keepdim=True)
     if x.shape[1] == 1:
         return x
-    raise ValueError(f"images must have 1 or 3 channels for the greyscale protocol; got {x.shape[1]}")
+    raise ValueError(f"images must have 1 or 3 channels for the greyscale protocol; got {x.shape[1]} "
+                     f"(images of shape {tuple(x.shape)}, expected (B, C, H, W))")
 
 
 class _GreyData:
+    """``data`` as validated float ``(grey images, labels)`` batches (uint8 scaled to [0, 1] first)."""
+
     def __init__(self, data: Any) -> None:
         self.data = data
 
     def __len__(self) -> int:
-        return len(self.data)
+        n = _c.count_batches(self.data)
+        if n is None:
+            raise TypeError("data has no length")
+        return n
 
     def __iter__(self):
-        for x, y, *_ in self.data:
+        for x, y in _c.pairs(self.data):
             yield _grey(x), y
 
 
@@ -156,8 +173,9 @@ def lowpass_evaluation(
 ) -> AccuracyCurve:
     """The Geirhos et al. (2018) low-pass experiment as a ready :func:`accuracy_curve`.
 
-    Images are converted to greyscale (ITU-R 601 luma), low-pass filtered with a Gaussian of
-    ``sigma`` px (at 224 px; ``truncate`` 4 as ``scipy.ndimage``) with the constant border
+    Images are converted to greyscale as the experiment's code did (``skimage.color.rgb2gray``,
+    weights :data:`GREY_WEIGHTS`), low-pass filtered with a Gaussian of ``sigma`` px (at 224 px;
+    ``truncate`` 4 as ``scipy.ndimage.gaussian_filter``) with the constant border
     :data:`LOWPASS_BORDER_VALUE` (0.4423), repeated to ``channels`` channels, passed through
     ``transform`` (e.g. ImageNet normalisation) and classified. With ``sixteen_class`` the model's
     ImageNet probabilities are averaged per category (:class:`SixteenClassHead`), and labels must be
@@ -165,7 +183,8 @@ def lowpass_evaluation(
 
     Args:
         model: ImageNet classifier (or a 16-class one with ``sixteen_class=False``).
-        data: iterable of ``(images, labels)``; images ``(B, 3 or 1, 224, 224)`` in ``[0, 1]``.
+        data: iterable of ``(images, labels)`` batches, or one such tuple; images
+            ``(B, 3 or 1, 224, 224)``, float in ``[0, 1]`` or uint8.
         sigmas: low-pass sigmas in px (default: the experiment's levels).
         sixteen_class, mapping: the 16-class decision and its ImageNet index mapping.
         channels: channels the model expects (the grey image is repeated).
@@ -176,6 +195,12 @@ def lowpass_evaluation(
     Returns:
         :class:`AccuracyCurve` (compare with :data:`GEIRHOS_2018_LOWPASS`, see :func:`plot_lowpass`).
     """
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer (the channels the model expects); got {channels!r}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be a callable (images -> images) or None; got {transform!r}")
+    if sixteen_class:
+        _mapping(mapping)  # validated before any image is evaluated
     net: nn.Module = SixteenClassHead(model, mapping) if sixteen_class else model
 
     def prep(x: torch.Tensor) -> torch.Tensor:
@@ -209,6 +234,16 @@ def plot_lowpass(curves: Mapping[str, AccuracyCurve] | AccuracyCurve | None = No
     return ax
 
 
+def _labels(v: object, name: str) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be integer class indices; got {v!r}") from None
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must be integer class indices; got {t.dtype} values")
+    return t.long().flatten()
+
+
 def shape_bias(
     scores: torch.Tensor,
     shape_labels: torch.Tensor | Sequence[int],
@@ -239,14 +274,17 @@ def shape_bias(
     Example:
         >>> shape_bias(probs, shape_labels, texture_labels)["shape_bias"]
     """
-    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
-        raise ValueError(f"scores must be a tensor (N, classes); got {scores!r}")
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or not scores.is_floating_point():
+        raise ValueError(f"scores must be a float tensor (N, classes); got {scores!r}")
     s = torch.softmax(scores.float(), 1) if from_logits else scores.float()
+    if imagenet and not from_logits and s.numel() and (
+            bool((s < 0).any()) or float((s.sum(1) - 1).abs().max()) > 1e-3):
+        raise ValueError("scores must be softmax probabilities (non-negative, rows summing to 1) for "
+                         "imagenet=True; pass from_logits=True for logits")
     if imagenet:
         s = imagenet_to_16(s, mapping)
     names, _ = _mapping(mapping) if imagenet else (CATEGORIES_16, None)
-    ys = torch.as_tensor(shape_labels, dtype=torch.long).flatten()
-    yt = torch.as_tensor(texture_labels, dtype=torch.long).flatten()
+    ys, yt = _labels(shape_labels, "shape_labels"), _labels(texture_labels, "texture_labels")
     n = s.shape[0]
     if ys.shape[0] != n or yt.shape[0] != n:
         raise ValueError(f"shape_labels and texture_labels need {n} entries (one per row of scores); got "

@@ -276,6 +276,7 @@ def shape_bias(
     """
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or not scores.is_floating_point():
         raise ValueError(f"scores must be a float tensor (N, classes); got {scores!r}")
+    scores = scores.detach()  # counts only: no graph needed
     s = torch.softmax(scores.float(), 1) if from_logits else scores.float()
     if imagenet and not from_logits and s.numel() and (
             bool((s < 0).any()) or float((s.sum(1) - 1).abs().max()) > 1e-3):

@@ -346,6 +346,29 @@ def test_uint8_is_computed_in_float_and_rounded(path):
     assert yb.dtype == torch.uint8
 
 
+def test_uint8_output_rows_clip_round_and_truncate_exactly():
+    """uint8 outputs of rows wider than the 32-value vector packer (two blocks and a tail), with values
+    outside 0..255: integer (rounding) and half-integer (truncating) sums are exact, so the results
+    must equal scipy's correlation clipped, rounded or floored, bit for bit."""
+    from scipy.ndimage import correlate
+
+    from blurkit import filtering as F
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 256, (2, 3, 9, 70), generator=g, dtype=torch.uint8)
+    xn = x.double().numpy()
+    k1 = torch.tensor([-1.0, 3.0, -1.0])
+    k2 = torch.outer(k1, k1)  # sharpening: sums from -1020 to 2295
+    ref = correlate(xn, k2.double().numpy()[None, None], mode="nearest")
+    want = np.clip(ref, 0, 255)
+    assert (ref < 0).any() and (ref > 255).any()
+    for y in (bk.sepfilter2d(x, k1, k1, border="replicate"), bk.filter2d(x, k2, border="replicate")):
+        assert y.dtype == torch.uint8 and np.array_equal(y.numpy(), want)
+    half = F._run_2d(x, (k2 / 2).expand(2, -1, -1), "replicate", "auto", 0.0, out_kind=F.OUT_U8_FLOOR,
+                     lo=0.0, hi=255.0)  # the corruptions' truncating cast of v / 2 (a .5 must floor)
+    assert np.array_equal(half.numpy(), np.floor(np.clip(ref / 2, 0, 255)))
+
+
 @pytest.mark.parametrize("fn", [
     lambda t: bk.gaussian_blur(t, torch.tensor([0.8, 2.0, 0.0])),
     lambda t: bk.gaussian_blur(t, 1.2, sigma_y=0.5, angle=25.0),

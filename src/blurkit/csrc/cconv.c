@@ -66,9 +66,10 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
     bk_write_row_##T(row, (char *)(dst) + (y) * (W) * ((j)->out_kind >= OUT_U8_RINT ? 1 : (int64_t)sizeof(T)), \
                      W, (j)->out_kind, (T)(j)->lo, (T)(j)->hi)
 
-#define WRITE_ROW_FN(T, RINT, MARGIN)                                                          \
+#define WRITE_ROW_FN(T, RINT, MARGIN, FAST_U8)                                                 \
     static inline __attribute__((always_inline)) void bk_write_row_##T(                        \
         const T *restrict row, void *restrict dst, int64_t W, int kind, T lo, T hi) {          \
+        FAST_U8                                                                               \
         if (kind == OUT_CLIP) {                                                               \
             T *o = (T *)dst;                                                                  \
             for (int64_t x = 0; x < W; ++x) {                                                 \
@@ -92,8 +93,18 @@ enum { OUT_PLAIN = 0, OUT_CLIP = 1, OUT_U8_RINT = 2, OUT_U8_FLOOR = 3 };
             }                                                                                 \
         }                                                                                     \
     }
-WRITE_ROW_FN(float, __builtin_rintf, 0x1p-10f)
-WRITE_ROW_FN(double, __builtin_rint, 0x1p-30)
+#if BK_X86 /* float rows to uint8: the AVX2 packer where the CPU has it (same results) */
+#define BK_FAST_U8_FLOAT                                                                       \
+    if (kind >= OUT_U8_RINT && have_avx2()) {                                                 \
+        bk_pack_u8_avx2(row, (uint8_t *)dst, W, kind == OUT_U8_RINT,                          \
+                        kind == OUT_U8_FLOOR ? 0x1p-10f : 0.0f, lo, hi);                      \
+        return;                                                                               \
+    }
+#else
+#define BK_FAST_U8_FLOAT
+#endif
+WRITE_ROW_FN(float, __builtin_rintf, 0x1p-10f, BK_FAST_U8_FLOAT)
+WRITE_ROW_FN(double, __builtin_rint, 0x1p-30, )
 
 static inline __attribute__((always_inline)) const float *bk_u8_row_float(const uint8_t *s, float *d, int64_t W) {
     for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x];

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from blurkit.cli import main
@@ -80,3 +81,26 @@ def test_errors(folder, capsys):
     assert main(["measure", str(empty)]) == 2
     assert "no image files" in capsys.readouterr().err
     assert main(["measure", str(folder / "broken.png")]) == 2
+
+
+def test_read_image_applies_exif_orientation_and_16_bit_scale(tmp_path):
+    """A photo is measured as displayed: EXIF Orientation 6 (rotate 90 degrees clockwise) is applied;
+    16-bit images are divided by 257 whatever their maximum."""
+    from blurkit.commands.measure import read_image
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "rot.png", exif=exif)
+    got = read_image(tmp_path / "rot.png")
+    assert got.dtype.is_floating_point is False and got.shape == (3, 30, 20)
+    np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), np.rot90(stored, k=-1))
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "plain.png").permute(1, 2, 0).numpy(), stored)
+
+    dark = np.full((8, 8), 200, dtype=np.uint16)  # max 200: still a 16-bit image, 200/257 in 0-255 units
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    got16 = read_image(tmp_path / "dark16.png")
+    assert got16.dtype == torch.float32
+    np.testing.assert_allclose(got16.numpy(), 200 / 257, rtol=1e-6)

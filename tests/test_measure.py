@@ -333,3 +333,75 @@ def test_blur_effect_fused_path_equals_eager_path(monkeypatch):
     monkeypatch.setattr(filtering, "blur_effect_sums", lambda *a, **k: None)
     eager = bk.measure.blur_effect(x, return_axes=True)
     assert torch.allclose(fused, eager, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------- review regressions
+def test_metrics_on_images_that_require_grad(crop):
+    """SSIM, MS-SSIM and the blur effect of a tensor that requires grad: the same values as without,
+    and a gradient (e.g. logging on a model's output outside no_grad)."""
+    x = crop.float() / 255 if crop.dtype == torch.uint8 else crop.float()
+    y = bk.gaussian_blur(x, 1.5)
+    xg = x.clone().requires_grad_(True)
+    for fn in (lambda a: M.ssim(a, y), lambda a: M.blur_effect(a), lambda a: M.blur_effect(a, return_axes=True)):
+        v = fn(xg)
+        assert v.requires_grad
+        torch.testing.assert_close(v.detach(), fn(x), rtol=0, atol=1e-6)
+        v.sum().backward()
+        assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+        xg.grad = None
+    big = torch.rand(1, 1, 176, 176, dtype=torch.float64, requires_grad=True)
+    ms = M.ms_ssim(big, bk.gaussian_blur(big.detach(), 1.0))
+    ms.backward()
+    assert torch.isfinite(big.grad).all()
+    a = torch.rand(1, 1, 12, 12, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: M.ssim(t, b), (a,))
+
+
+def test_full_reference_inputs_are_checked_first():
+    x = torch.rand(1, 3, 16, 16)
+    for bad in (3, [1, 2]):
+        with pytest.raises(TypeError, match="y"):
+            M.psnr(x, bad)
+        with pytest.raises(TypeError, match="x"):
+            M.ssim(bad, x)
+    with pytest.raises(ValueError, match="same units"):
+        M.psnr((x * 255).to(torch.uint8), x)
+    # numpy scalars and 0-d tensors are numbers
+    v = M.psnr(x, x * 0.9)
+    assert M.psnr(x, x * 0.9, data_range=np.float32(1)) == pytest.approx(float(v))
+    assert M.psnr(x, x * 0.9, data_range=torch.tensor(1.0)) == pytest.approx(float(v))
+    assert M.blur_effect(x, h_size=np.int64(11)) == pytest.approx(float(M.blur_effect(x)))
+    # blursim takes uint8 like every other metric, and float16 gives float32
+    u = (x * 255).to(torch.uint8)
+    assert M.blursim(u, u.flip(-1)).dtype == torch.float32
+    torch.testing.assert_close(M.blursim(u, u.flip(-1)), M.blursim(u.float() / 255, u.flip(-1).float() / 255))
+    assert M.blursim(x.half(), x.flip(-1).half()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x: M.ssim(x, x, k1=-1), "k1"),
+    (lambda x: M.ssim(x, x, k2="a"), "k2"),
+    (lambda x: M.gmsd(x, x, c=-170), "c must"),
+    (lambda x: M.gmsd(x, x, c="a"), "c must"),
+    (lambda x: M.ms_ssim(x, x, weights=3), "weights"),
+    (lambda x: M.ms_ssim(x, x, weights="ab"), "weights"),
+    (lambda x: M.ms_ssim(x, x, weights=(0, 0)), "weights"),
+    (lambda x: M.estimate_motion(x, min_length="a"), "min_length"),
+    (lambda x: M.to_grey(x, weights=(1, 2)), "weights"),
+    (lambda x: M.edge_width(x, empty=float("nan")), "empty"),
+    (lambda x: M.edge_width(x, empty="a"), "empty"),
+])
+def test_metric_parameters_are_validated(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(torch.rand(1, 3, 40, 40))
+
+
+@pytest.mark.parametrize("fn", [M.blur_effect, M.edge_width, M.high_frequency_ratio, M.estimate_sigma,
+                                M.estimate_motion])
+def test_no_reference_metrics_reject_nan_and_inf(fn):
+    for bad in (float("nan"), float("inf")):
+        z = torch.rand(1, 1, 64, 64)
+        z[0, 0, 3, 3] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            fn(z)

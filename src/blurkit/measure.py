@@ -31,6 +31,7 @@ metrics; the full-reference ones accept any channel count.
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 
 import torch
@@ -67,10 +68,35 @@ def _work_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _prep(images: object, name: str = "images") -> tuple[torch.Tensor, bool]:
-    """Validate and return ``(float batch, squeezed)``; uint8 keeps its 0-255 units."""
+def _prep(images: object, name: str = "images", finite: bool = False) -> tuple[torch.Tensor, bool]:
+    """Validate and return ``(float batch, squeezed)``; uint8 keeps its 0-255 units. ``finite``: reject
+    NaN / inf values (metrics that would otherwise turn them into a plausible number)."""
     x4, squeezed = check_images(images, name)
-    return x4.to(_work_dtype(x4)), squeezed
+    x4 = x4.to(_work_dtype(x4))
+    if finite and not bool(torch.isfinite(x4).all()):
+        raise ValueError(f"{name} contain NaN or infinite values; this metric needs finite pixels")
+    return x4, squeezed
+
+
+def _number(v: object, name: str, what: str, *, low: float | None = None, low_open: bool = False,
+            high: float | None = None) -> float:
+    """``v`` as a finite float (numpy scalars and 0-d tensors accepted), within the given bounds."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.dtype.is_complex:
+        v = v.item()
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+    if ok and low is not None:
+        ok = float(v) > low if low_open else float(v) >= low
+    if ok and high is not None:
+        ok = float(v) <= high
+    if not ok:
+        raise ValueError(f"{name} must be {what}; got {v!r}")
+    return float(v)
+
+
+def _grey_weights(weights: object) -> tuple[float, float, float]:
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (tuple, list)) or len(weights) != 3:
+        raise ValueError(f"weights must be three numbers (the R, G, B weights); got {weights!r}")
+    return tuple(_number(w, "weights", "three finite numbers (the R, G, B weights)") for w in weights)  # type: ignore[return-value]
 
 
 def to_grey(images: torch.Tensor, weights: tuple[float, float, float] = _REC601) -> torch.Tensor:
@@ -87,7 +113,7 @@ def to_grey(images: torch.Tensor, weights: tuple[float, float, float] = _REC601)
         >>> g = to_grey(torch.rand(2, 3, 8, 8))   # (2, 1, 8, 8)
     """
     x4, squeezed = _prep(images)
-    return restore_batch(_grey(x4, weights, "images"), squeezed)
+    return restore_batch(_grey(x4, _grey_weights(weights), "images"), squeezed)
 
 
 _CHUNK_ELEMS = 1 << 20  # CPU work is done in batch chunks of about this many values (4 MB float32)
@@ -134,18 +160,20 @@ def _pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor, bool]:
                          f"{tuple(y.shape)}")  # type: ignore[union-attr]
     if x4.device != y4.device:
         raise ValueError(f"x and y must be on the same device; got {x4.device} and {y4.device}")
+    if (x4.dtype == torch.uint8) != (y4.dtype == torch.uint8):
+        other = y4.dtype if x4.dtype == torch.uint8 else x4.dtype
+        raise ValueError(f"x and y must be in the same units: one is uint8 (0-255) and the other {other}; "
+                         "convert both to uint8 or both to float")
     dt = torch.float64 if torch.float64 in (x4.dtype, y4.dtype) else torch.float32
     return x4.to(dt), y4.to(dt), sx
 
 
 def _data_range(data_range: object, x: torch.Tensor, y: torch.Tensor) -> float:
     if data_range is None:
-        return 255.0 if (x.dtype == torch.uint8 or y.dtype == torch.uint8) else 1.0
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or \
-            not math.isfinite(float(data_range)) or float(data_range) <= 0:
-        raise ValueError(f"data_range must be a finite number > 0 (the span of possible values, e.g. 1.0 or "
-                         f"255); got {data_range!r}")
-    return float(data_range)
+        return 255.0 if (getattr(x, "dtype", None) == torch.uint8 or getattr(y, "dtype", None) == torch.uint8) \
+            else 1.0
+    return _number(data_range, "data_range", "a finite number > 0 (the span of possible values, e.g. 1.0 or 255)",
+                   low=0.0, low_open=True)
 
 
 def _out(v: torch.Tensor, squeezed: bool) -> torch.Tensor:
@@ -230,9 +258,10 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
         >>> blur_effect(bk.gaussian_blur(x, 2.0)) > blur_effect(x)
         tensor([True, True, True, True, True, True, True, True])
     """
-    x4, squeezed = _prep(images)
-    if isinstance(h_size, bool) or not isinstance(h_size, int) or h_size < 1:
+    x4, squeezed = _prep(images, finite=True)
+    if isinstance(h_size, bool) or not isinstance(h_size, numbers.Integral) or h_size < 1:
         raise ValueError(f"h_size must be a positive integer (the re-blur window in pixels); got {h_size!r}")
+    h_size = int(h_size)
     _check_min_size(x4, 4, "images", "blur_effect (a 2-pixel margin is left out)")
     _grey(x4[:1, :, :1, :1], _SKIMAGE, "images")  # channel check before any work
     scale = 1 / 255.0 if images.dtype == torch.uint8 else 1.0
@@ -241,6 +270,9 @@ def blur_effect(images: torch.Tensor, h_size: int = 11, *, return_axes: bool = F
         out = fused if return_axes else fused.amax(dim=1)
         return _out(out, squeezed)
     kx, ky = _blur_effect_kernels(h_size, x4.dtype, x4.device)
+    if x4.requires_grad and torch.is_grad_enabled():  # differentiable, out of place, one chunk
+        axes = _blur_effect_axes(x4, scale, kx, ky, None)
+        return _out(axes if return_axes else axes.amax(dim=1), squeezed)
     chunks = _chunks(x4)
     n = chunks[0].stop - chunks[0].start
     H, W = x4.shape[-2:]
@@ -301,21 +333,27 @@ def _blur_effect_kernels(h_size: int, dtype: torch.dtype, device: torch.device) 
 
 
 def _blur_effect_axes(x: torch.Tensor, scale: float, kx: torch.Tensor, ky: torch.Tensor,
-                      buf: torch.Tensor) -> torch.Tensor:
-    """Per-axis blur effect ``(B, 2)`` of a chunk (see :func:`blur_effect`); ``buf`` is scratch space."""
+                      buf: torch.Tensor | None) -> torch.Tensor:
+    """Per-axis blur effect ``(B, 2)`` of a chunk (see :func:`blur_effect`); ``buf`` is scratch space
+    (``None``: out-of-place arithmetic, differentiable)."""
     B, _, H, W = x.shape
-    stack = buf[:, :B]
-    g = _grey(x, _SKIMAGE, "images", out=stack[0])
-    if scale != 1.0:
-        g.mul_(scale)
-    stack[1:].copy_(g.expand(3, *g.shape))
+    if buf is None:
+        g = _grey(x, _SKIMAGE, "images") * scale
+        stack = g.expand(4, *g.shape)
+    else:
+        stack = buf[:, :B]
+        g = _grey(x, _SKIMAGE, "images", out=stack[0])
+        if scale != 1.0:
+            g.mul_(scale)
+        stack[1:].copy_(g.expand(3, *g.shape))
     sob = _f.sepfilter2d(stack.reshape(4 * B, 1, H, W), kx.repeat_interleave(B, dim=0),
                          ky.repeat_interleave(B, dim=0), border="symmetric")
-    sob = sob.abs_().view(2, 2, B, H, W)[..., 2:H - 1, 2:W - 1]  # axis, sharp/blur
+    sob = (sob.abs() if buf is None else sob.abs_()).view(2, 2, B, H, W)[..., 2:H - 1, 2:W - 1]  # axis, sharp/blur
     sharp, blur = sob[:, 0], sob[:, 1]
     # Crete: |M1 - M2| / M1 with M2 = sum max(0, sharp - blur), i.e. M1 - M2 = sum min(sharp, blur).
     m1 = sharp.sum(dim=(-2, -1)).double()
-    kept = torch.minimum(sharp, blur, out=blur).sum(dim=(-2, -1)).double()
+    kept = (torch.minimum(sharp, blur) if buf is None else torch.minimum(sharp, blur, out=blur))
+    kept = kept.sum(dim=(-2, -1)).double()
     return _blur_effect_ratio(m1, kept).to(x.dtype).T.contiguous()
 
 
@@ -344,7 +382,7 @@ def high_frequency_ratio(images: torch.Tensor, cutoff: float = 0.1, *, window: b
         >>> high_frequency_ratio(bk.gaussian_blur(x, 2.0)) < high_frequency_ratio(x)
         tensor([True, True])
     """
-    x4, squeezed = _prep(images)
+    x4, squeezed = _prep(images, finite=True)
     if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not 0 < float(cutoff) < 0.5:
         raise ValueError(f"cutoff must be a radial frequency in cycles per pixel with 0 < cutoff < 0.5; "
                          f"got {cutoff!r}")
@@ -434,10 +472,11 @@ def edge_width(images: torch.Tensor, *, threshold: float = 0.1, empty: float = 0
         >>> edge_width(bk.gaussian_blur(x, 3.0)) > edge_width(x)
         tensor([True, True])
     """
-    x4, squeezed = _prep(images)
+    x4, squeezed = _prep(images, finite=True)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a number in [0, 1) (a fraction of the strongest gradient); "
                          f"got {threshold!r}")
+    empty = _number(empty, "empty", "a finite number (the value for an image without edges)")
     _check_min_size(x4, 3, "images", "edge_width")
     def part(x: torch.Tensor) -> torch.Tensor:
         g = _grey(x, _REC601, "images")[:, 0]
@@ -602,7 +641,7 @@ def estimate_sigma(images: torch.Tensor, *, iterations: int = 2, fraction: float
         >>> x = torch.from_numpy(data.camera()).float().div(255)[None, None]
         >>> estimate_sigma(bk.gaussian_blur(x, 3.0))   # about 3
     """
-    x4, squeezed = _prep(images)
+    x4, squeezed = _prep(images, finite=True)
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ValueError(f"iterations must be a non-negative integer; got {iterations!r}")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
@@ -676,11 +715,12 @@ def estimate_motion(images: torch.Tensor, *, min_length: float = 3.0, max_length
         >>> x = torch.rand(2, 1, 128, 128)
         >>> length, angle = estimate_motion(bk.motion_blur(x, 15.0, 30.0))   # about 15 px, 30 deg
     """
-    x4, squeezed = _prep(images)
+    x4, squeezed = _prep(images, finite=True)
     _check_min_size(x4, 32, "images", "estimate_motion")
     H, W = x4.shape[-2:]
-    lo = float(min_length)
-    hi = float(max_length) if max_length is not None else min(H, W) / 3
+    lo = _number(min_length, "min_length", "a finite number of pixels >= 1", low=1.0)
+    hi = _number(max_length, "max_length", "a finite number of pixels or None") if max_length is not None \
+        else min(H, W) / 3
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 1 or hi <= lo or hi > min(H, W) / 2:
         raise ValueError(f"need 1 <= min_length < max_length <= {min(H, W) / 2:g} (half the smaller image side); "
                          f"got min_length={min_length!r}, max_length={max_length!r}")
@@ -731,8 +771,8 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None) -> t
         >>> x = torch.rand(2, 3, 32, 32)
         >>> psnr(x, bk.gaussian_blur(x, 1.0))   # two values in dB
     """
-    R = _data_range(data_range, x, y)  # type: ignore[arg-type]
-    a, b, squeezed = _pair(x, y)
+    a, b, squeezed = _pair(x, y)  # validates x and y first
+    R = _data_range(data_range, x, y)
     mse = torch.cat([(a[c] - b[c]).square_().flatten(1).mean(dim=1) for c in _chunks(a)])
     val = 10 * torch.log10(R * R / mse)  # mse 0 -> inf
     return _out(val, squeezed)
@@ -749,17 +789,26 @@ def _ssim_parts(a: torch.Tensor, b: torch.Tensor, R: float, k1: float, k2: float
                 win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean SSIM and mean contrast-structure term, cropped by the window radius: (B, C) each."""
     B = a.shape[0]
-    stack = torch.empty((5 * B, *a.shape[1:]), dtype=a.dtype, device=a.device)
-    stack[:B], stack[B:2 * B] = a, b
-    torch.mul(a, a, out=stack[2 * B:3 * B])
-    torch.mul(b, b, out=stack[3 * B:4 * B])
-    torch.mul(a, b, out=stack[4 * B:])
+    grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if grad:  # out-of-place: autograd cannot go through out= or overwritten intermediates
+        stack = torch.cat([a, b, a * a, b * b, a * b])
+    else:  # one buffer, updated in place (no batch-sized temporaries)
+        stack = torch.empty((5 * B, *a.shape[1:]), dtype=a.dtype, device=a.device)
+        stack[:B], stack[B:2 * B] = a, b
+        torch.mul(a, a, out=stack[2 * B:3 * B])
+        torch.mul(b, b, out=stack[3 * B:4 * B])
+        torch.mul(a, b, out=stack[4 * B:])
     f = _f.sepfilter2d(stack, win, win, border="symmetric")  # skimage/scipy mode "reflect"
     p = win.shape[0] // 2
     H, W = a.shape[-2:]
     f = f[..., p:H - p, p:W - p]  # only the kept pixels (skimage crops the window radius)
     ux, uy, uxx, uyy, uxy = f.split(B)
     c1, c2 = (k1 * R) ** 2, (k2 * R) ** 2
+    if grad:  # the same arithmetic in the same order as the in-place lines below
+        vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+        cs = (vxy * 2 + c2) / (vx + vy + c2)
+        lum = ((ux * uy) * 2 + c1) / (ux.square() + uy.square() + c1)
+        return (lum * cs).mean(dim=(-2, -1)), cs.mean(dim=(-2, -1))
     vx = uxx.sub_(ux * ux)
     vy = uyy.sub_(uy * uy)
     vxy = uxy.sub_(ux * uy)
@@ -794,8 +843,10 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None, *, k
         >>> ssim(x, x)
         tensor([1., 1.])
     """
-    R = _data_range(data_range, x, y)  # type: ignore[arg-type]
-    a, b, squeezed = _pair(x, y)
+    a, b, squeezed = _pair(x, y)  # validates x and y first
+    R = _data_range(data_range, x, y)
+    k1 = _number(k1, "k1", "a finite number > 0 (0.01 in the paper)", low=0.0, low_open=True)
+    k2 = _number(k2, "k2", "a finite number > 0 (0.03 in the paper)", low=0.0, low_open=True)
     _check_min_size(a, 11, "x and y", "ssim (11x11 window)")
     win = _ssim_window(a.dtype, a.device)
     s = torch.cat([_ssim_parts(a[c], b[c], R, k1, k2, win)[0] for c in _chunks(a)])
@@ -832,11 +883,15 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None, *
         >>> ms_ssim(x, bk.gaussian_blur(x, 2.0)) < 1
         tensor([True, True])
     """
-    R = _data_range(data_range, x, y)  # type: ignore[arg-type]
-    a, b, squeezed = _pair(x, y)
-    w = [float(v) for v in weights]
-    if not w or any(not math.isfinite(v) or v < 0 for v in w):
-        raise ValueError(f"weights must be a non-empty sequence of non-negative numbers; got {weights!r}")
+    a, b, squeezed = _pair(x, y)  # validates x and y first
+    R = _data_range(data_range, x, y)
+    what = "a non-empty sequence of non-negative numbers, one per scale, not all 0"
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (tuple, list, torch.Tensor)):
+        raise ValueError(f"weights must be {what}; got {weights!r}")
+    w = [_number(v, "weights", what, low=0.0) for v in (weights.tolist() if isinstance(weights, torch.Tensor)
+                                                        else weights)]
+    if not w or sum(w) <= 0:
+        raise ValueError(f"weights must be {what}; got {weights!r}")
     need = 11 * 2 ** (len(w) - 1)
     _check_min_size(a, need, "x and y", f"ms_ssim with {len(w)} scales (use fewer weights for small images)")
     win = _ssim_window(a.dtype, a.device)
@@ -869,15 +924,17 @@ def gmsd(x: torch.Tensor, y: torch.Tensor, data_range: float | None = None, *, c
         c: the stabilising constant in 0-255 units (the paper's 170).
 
     Returns:
-        ``(B,)``, 0 for identical images, larger is worse (about 0.35 at most).
+        ``(B,)``, 0 for identical images, larger is worse (a standard deviation of similarities in
+        ``[0, 1]``: at most 0.5; strong distortions of photographs give about 0.2-0.35).
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64)
         >>> gmsd(x, x)
         tensor([0., 0.])
     """
-    R = _data_range(data_range, x, y)  # type: ignore[arg-type]
-    a, b, squeezed = _pair(x, y)
+    a, b, squeezed = _pair(x, y)  # validates x and y first
+    R = _data_range(data_range, x, y)
+    c = _number(c, "c", "a finite number > 0 (170 in 0-255 units, as the paper)", low=0.0, low_open=True)
     _check_min_size(a, 4, "x and y", "gmsd")
     B = a.shape[0]
     g = _grey(torch.cat([a, b]), _MATLAB, "x and y") * (255.0 / R)
@@ -907,4 +964,7 @@ def blursim(x: torch.Tensor, y: torch.Tensor, alpha: float | torch.Tensor = 0.8,
     from . import losses  # imported here: measure works without the losses module
 
     kwargs.setdefault("reduction", "none")
-    return losses.blursim(x, y, alpha, **kwargs)  # type: ignore[arg-type]
+    a, b, _ = _pair(x, y)  # uint8 as its 0-255 values (the distance does not depend on the scale)
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        a, b = a[0], b[0]
+    return losses.blursim(a, b, alpha, **kwargs)  # type: ignore[arg-type]

@@ -74,12 +74,17 @@ def find_images(paths: Iterable[str], recursive: bool) -> tuple[list[Path], list
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """Read an image with Pillow as ``(C, H, W)``: uint8 grey or RGB; 16-bit and float as float32 0-255."""
-    from PIL import Image
+    """Read an image with Pillow as ``(C, H, W)``, turned upright by its EXIF orientation (as displayed):
+    uint8 grey or RGB; 16-bit as float32 0-255 (divided by 257); 32-bit integer as float32, divided by
+    257 when its maximum exceeds 255; 32-bit float as float32 in its own units."""
+    from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+    with Image.open(path) as raw:
+        raw.load()
+        im = ImageOps.exif_transpose(raw)  # a copy, rotated / mirrored as the EXIF tag says
+        if im.mode in ("I;16", "I;16B", "I;16L"):
+            arr = np.asarray(im, dtype=np.float32) / 257.0
+        elif im.mode == "I":
             arr = np.asarray(im, dtype=np.float32)
             arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
         elif im.mode == "F":

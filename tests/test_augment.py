@@ -416,3 +416,8 @@ def test_inside_kornia_augmentation_sequential():
     seq = KA.AugmentationSequential(KA.RandomHorizontalFlip(p=0.0), blur)
     y = seq(x)
     torch.testing.assert_close(y, bk.gaussian_blur(x, blur.last_params["sigma"], truncate=2.0), rtol=0, atol=0)
+
+
+def test_rotated_random_gaussian_with_separable_method_is_refused_when_built():
+    with pytest.raises(ValueError, match="method='separable' cannot apply rotated"):
+        bk.augment.RandomGaussianBlur(sigma=(1, 2), sigma_y=(0.5, 1), angle=(0, 180), method="separable")

@@ -296,3 +296,101 @@ def test_repeated_parameters_give_identical_kernels():
     assert torch.equal(k[0], k[2]) and torch.equal(k[1], k[4])
     single = K.gaussian1d(torch.tensor([4.0]), truncate=2.0)
     torch.testing.assert_close(k[3], single[0], rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------- review regressions
+def test_changing_a_returned_kernel_in_place_leaves_later_blurs_alone():
+    """The builders cache kernels: the cached tensor itself is never handed out."""
+    x = torch.rand(2, 3, 24, 24)
+    before = [bk.defocus_blur(x, 2.0), bk.gaussian_blur(x, torch.tensor([2.0, 2.0])), bk.motion_blur(x, 5.0, 30.0)]
+    k = K.disk(2.0)
+    k /= k.max()
+    K.gaussian1d(torch.tensor([2.0, 2.0])).zero_()
+    K.motion(5.0, 30.0).mul_(7)
+    K.disk(2.0).requires_grad_(True)
+    after = [bk.defocus_blur(x, 2.0), bk.gaussian_blur(x, torch.tensor([2.0, 2.0])), bk.motion_blur(x, 5.0, 30.0)]
+    for b, a in zip(before, after):
+        assert torch.equal(b, a)
+    assert not K.disk(2.0).requires_grad
+    assert K.disk(2.0).data_ptr() != K.disk(2.0).data_ptr()
+
+
+def test_python_number_parameters_are_not_rounded_to_float32():
+    x = np.arange(-3, 4)
+    ref = np.exp(-0.5 * (x / 0.7) ** 2)
+    ref /= ref.sum()
+    np.testing.assert_allclose(K.gaussian1d(0.7, dtype=torch.float64)[0].numpy(), ref, rtol=1e-14, atol=1e-16)
+    # radius ceil(3 * 1/3) = 1 (float32 1/3 times 3 exceeds 1 and would give radius 2)
+    assert K.gaussian1d(1 / 3).shape == (1, 3)
+    assert K.gaussian1d(1 / 3).dtype == torch.float32
+    assert K.disk(1.5).dtype == torch.float32
+    assert K.disk(torch.tensor([1.5], dtype=torch.float64)).dtype == torch.float64
+
+
+def test_thin_rotated_gaussian_is_a_line_not_the_identity():
+    """sigma_y = 0 at an oblique angle: a 1-D Gaussian along the rotated axis (second moment sigma^2
+    along it, at most 0.5^2 plus the grid's spread across it), continuous in the angle."""
+    for angle in (0.5, 30.0, 45.0, 117.0):
+        k = K.gaussian(3.0, sigma_y=0.0, angle=angle, dtype=torch.float64)[0]
+        kh, kw = k.shape
+        yy, xx = torch.meshgrid(torch.arange(kh, dtype=torch.float64) - kh // 2,
+                                torch.arange(kw, dtype=torch.float64) - kw // 2, indexing="ij")
+        th = math.radians(angle)
+        u = xx * math.cos(th) - yy * math.sin(th)  # along the line (display y is -row)
+        v = xx * math.sin(th) + yy * math.cos(th)  # across it
+        assert float((k * u * u).sum()) == pytest.approx(9.0, rel=0.05)
+        assert float((k * v * v).sum()) < 0.5
+        assert int((k > 1e-3).sum()) > 10
+    # sigma = sigma_y = 0 stays the identity at any angle
+    assert torch.equal(K.gaussian(0.0, sigma_y=0.0, angle=30.0), torch.ones(1, 1, 1))
+
+
+def test_multiples_of_90_degrees_swap_the_axes_exactly():
+    from scipy import ndimage
+
+    img = torch.rand(1, 1, 30, 37, dtype=torch.float64)
+    for angle, (row_sigma, col_sigma) in ((90.0, (3.0, 1.0)), (270.0, (3.0, 1.0)), (180.0, (1.0, 3.0))):
+        y = bk.gaussian_blur(img, 3.0, sigma_y=1.0, angle=angle)
+        ref = ndimage.gaussian_filter(img[0, 0].numpy(), (row_sigma, col_sigma), mode="mirror", truncate=3.0,
+                                      radius=(math.ceil(3 * row_sigma), math.ceil(3 * col_sigma)))
+        np.testing.assert_allclose(y[0, 0].numpy(), ref, rtol=0, atol=1e-13)
+        k = K.gaussian(3.0, sigma_y=1.0, angle=angle, dtype=torch.float64)[0]
+        g_row = K.gaussian1d(row_sigma, dtype=torch.float64)[0]
+        g_col = K.gaussian1d(col_sigma, dtype=torch.float64)[0]
+        outer = g_row[:, None] * g_col[None, :]
+        torch.testing.assert_close(k, outer, rtol=1e-13, atol=1e-17)  # 2-D normalisation: rounding only
+    # a degenerate (line) Gaussian at 90 degrees is the vertical line, exactly
+    assert torch.equal(K.gaussian(3.0, sigma_y=0.0, angle=90.0), K.gaussian(0.0, sigma_y=3.0))
+    # an isotropic Gaussian does not depend on the angle
+    x = torch.rand(2, 3, 20, 20)
+    assert torch.equal(bk.gaussian_blur(x, 2.0, angle=30.0), bk.gaussian_blur(x, 2.0))
+
+
+def test_kernel_builders_refuse_empty_absurd_and_fractional_parameters():
+    with pytest.raises(ValueError, match="sigma must hold at least one value"):
+        K.gaussian1d(torch.tensor([]))
+    with pytest.raises(ValueError, match="radius must hold at least one value"):
+        K.disk(torch.tensor([]))
+    with pytest.raises(TypeError, match="radius must be an integer"):
+        K.gaussian1d(1.0, radius=4.7)
+    x = torch.rand(1, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"sigma=1e\+12 gives kernels of"):
+        bk.gaussian_blur(x, 1e12)
+    with pytest.raises(ValueError, match=r"radius=1e\+06 gives 2-D kernels"):
+        bk.defocus_blur(x, 1e6)
+    with pytest.raises(ValueError, match="length=.* gives 2-D kernels"):
+        bk.motion_blur(x, 1e7)
+
+
+def test_auto_method_counts_the_fft_padding():
+    """A kernel as large as the image: the FFT transforms a plane several times the output, so the
+    direct path is the cheaper one (auto used to pick the FFT for a radius-10 disk on 32 px images)."""
+    from blurkit import filtering
+
+    x = torch.rand(4, 3, 32, 32)
+    assert filtering._choose("auto", x, 317.0, (32 + 21) ** 2, True) == "direct"
+    big = torch.rand(1, 3, 512, 512)
+    assert filtering._choose("auto", big, 61.0 * 61.0, (512 + 61) ** 2, True) == "fft"
+    # and both methods agree on such a batch
+    torch.testing.assert_close(bk.defocus_blur(x, 10.0, method="fft"), bk.defocus_blur(x, 10.0, method="direct"),
+                               rtol=0, atol=1e-5)

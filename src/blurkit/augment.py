@@ -492,6 +492,9 @@ class RandomGaussianBlur(_RandomBlurBase):
             self.angle_dist = None
         self.truncate = check_truncate(truncate)
         self.method = _f._check_method(method)
+        if self.angle_dist is not None and self.method == "separable":
+            raise ValueError("method='separable' cannot apply rotated Gaussians, and angle= rotates them; "
+                             "use method='auto', 'direct' or 'fft' with angle=")
 
     def _sample(self, n: int, scale: float, gen: torch.Generator | None, dev: torch.device,
                 applied: torch.Tensor) -> Params:

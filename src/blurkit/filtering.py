@@ -513,13 +513,17 @@ def _torch_2d(x, k, ry, rx, border, value):
 def _fft_2d(x, k, border, value):
     """Linear correlation through the FFT; the border is emulated by padding first."""
     B, C, H, W = x.shape
+    if k.shape[0] > 1 and not k.requires_grad and _shared(k):
+        k = k[:1]  # one kernel for the whole batch: one transform, broadcast (rows with their own
+        # gradient keep their own transforms)
+    nk = k.shape[0]
     Kh, Kw = k.shape[1:]
     Ry, Rx = Kh // 2, Kw // 2
     xp = pad(x, (Rx, Rx, Ry, Ry), border, value)
     Hp, Wp = H + 2 * Ry, W + 2 * Rx
-    g = torch.cat([torch.cat([k.flip(-1, -2).to(x.dtype), torch.zeros(B, Kh, Wp - Kw, dtype=x.dtype,
+    g = torch.cat([torch.cat([k.flip(-1, -2).to(x.dtype), torch.zeros(nk, Kh, Wp - Kw, dtype=x.dtype,
                                                                       device=x.device)], dim=2),
-                   torch.zeros(B, Hp - Kh, Wp, dtype=x.dtype, device=x.device)], dim=1)
+                   torch.zeros(nk, Hp - Kh, Wp, dtype=x.dtype, device=x.device)], dim=1)
     g = torch.roll(g, shifts=(-Ry, -Rx), dims=(1, 2))
     Gf = torch.fft.rfft2(g)
     del g
@@ -595,7 +599,9 @@ def _choose(method: str, x: torch.Tensor, taps: float, fft_size: int, compiled: 
     if method != "auto":
         return method
     dev = x.device.type
-    fft_cost = _FFT_UNIT.get(dev, _FFT_UNIT["cuda"]) * math.log2(max(fft_size, 2))
+    # the FFT transforms the padded plane: its cost per OUTPUT pixel grows with the padding
+    H, W = x.shape[-2:]
+    fft_cost = _FFT_UNIT.get(dev, _FFT_UNIT["cuda"]) * math.log2(max(fft_size, 2)) * fft_size / max(H * W, 1)
     direct_cost = taps * (_EAGER_CPU_FACTOR if dev == "cpu" and not compiled else 1.0)
     return "direct" if direct_cost <= fft_cost else "fft"
 
@@ -900,12 +906,18 @@ def gaussian_blur(
     an = per_sample(angle, "angle", B, device=dev, minimum=None, dtype=torch.float64)
     if _all_zero(sx) and _all_zero(sy) and not _any_grad(an):
         return images.clone()
-    rotated = an.requires_grad or bool((an.detach().remainder(180.0) != 0).any())
+    # Isotropic kernels do not depend on the angle; at multiples of 90 degrees the rotated kernel is
+    # the axis-aligned one with the two sigmas swapped (both separable, exact).
+    rotated = an.requires_grad or (sigma_y is not None and bool((an.detach().remainder(90.0) != 0).any()))
+    if not rotated and sigma_y is not None:
+        swap = an.detach().remainder(180.0) == 90
+        if bool(swap.any()):
+            sx, sy = torch.where(swap, sy, sx), torch.where(swap, sx, sy)
     wdt = _work_dtype(x4, sigma, sigma_y, angle)
     if rotated:
         if method == "separable":
             raise ValueError("method='separable' cannot apply a rotated anisotropic Gaussian (angle not a "
-                             "multiple of 180 degrees); use 'auto', 'direct' or 'fft'")
+                             "multiple of 90 degrees); use 'auto', 'direct' or 'fft'")
         k = _k.gaussian(sx, sy, an, truncate=truncate, dtype=wdt, device=dev)
         y = _run_2d(x4, k, border, method, value)
     else:

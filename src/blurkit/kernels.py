@@ -21,6 +21,7 @@ gaussian1d, gaussian, box1d, box, disk, motion
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 
 import torch
@@ -55,12 +56,34 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _float_dtype(dtype: torch.dtype | None, *params: torch.Tensor) -> torch.dtype:
+def _float_dtype(dtype: torch.dtype | None, *params: object) -> torch.dtype:
+    """The result dtype: ``dtype``, else float64 when a parameter was given as a float64 tensor."""
     if dtype is not None:
         if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             raise TypeError(f"dtype must be a floating dtype; got {dtype}")
         return dtype
-    return torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
+    f64 = any(isinstance(p, torch.Tensor) and p.dtype == torch.float64 for p in params)
+    return torch.float64 if f64 else torch.float32
+
+
+_MAX_ELEMENTS = 2**31  # a kernel tensor larger than this (8 GiB of float32) is refused up front
+
+
+def _check_elements(n: int, name: str, value: torch.Tensor, what: str) -> None:
+    """A clear error, instead of an allocator failure, for parameters that give absurd kernels."""
+    if n > _MAX_ELEMENTS:
+        raise ValueError(f"{name}={float(value.detach().max()):g} gives {what} of {n:,} values (more than "
+                         f"{_MAX_ELEMENTS:,}), a kernel far wider than any image: use a smaller {name}")
+
+
+def _params(value: object, name: str, batch: int | None, device: torch.device | None,
+            minimum: float | None = 0.0) -> torch.Tensor:
+    """A kernel parameter as a float64 ``(B,)`` tensor (Python numbers are not rounded to float32:
+    kernel sizes and float64 kernels follow the exact value)."""
+    t = per_sample(value, name, batch, device=device, dtype=torch.float64, minimum=minimum)
+    if t.numel() == 0:
+        raise ValueError(f"{name} must hold at least one value (one per image); got an empty tensor")
+    return t
 
 
 def _by_unique(params: tuple[torch.Tensor, ...], family: str, extra: tuple, build) -> torch.Tensor:
@@ -76,7 +99,7 @@ def _by_unique(params: tuple[torch.Tensor, ...], family: str, extra: tuple, buil
     cols = [uniq[:, j].to(params[0].device) for j in range(uniq.shape[1])]
     kern = _cached(key, lambda: build(*cols))
     if uniq.shape[0] == stacked.shape[0] and bool((inverse == torch.arange(len(inverse))).all()):
-        return kern
+        return kern.clone()  # never the cached tensor itself: a caller may change its result in place
     return kern.index_select(0, inverse.to(kern.device))
 
 
@@ -122,10 +145,14 @@ def gaussian1d(
     """
     truncate = check_truncate(truncate)
     dev = torch.device(device) if device is not None else None
-    s = per_sample(sigma, "sigma", None, device=dev if dev is not None else
-                   (sigma.device if isinstance(sigma, torch.Tensor) else None))
-    dt = _float_dtype(dtype, s)
+    s = _params(sigma, "sigma", None, dev if dev is not None else
+                (sigma.device if isinstance(sigma, torch.Tensor) else None))
+    dt = _float_dtype(dtype, sigma)
     radii = radius_from(s, truncate)
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, numbers.Integral)):
+        raise TypeError(f"radius must be an integer (the half-width of the returned tensor) or None; "
+                        f"got {radius!r}")
+    _check_elements(s.shape[0] * (2 * int(radii.max()) + 1), "sigma", s, "kernels")
     R = int(radii.max()) if radius is None else int(radius)
     if R < int(radii.max()):
         raise ValueError(f"radius must be >= the largest kernel radius ceil(truncate*sigma) = "
@@ -136,9 +163,38 @@ def gaussian1d(
                       lambda u: _gauss1d(u, radius_from(u, truncate), R, dt))
 
 
-def _ellipse_radii(sx: torch.Tensor, sy: torch.Tensor, angle: torch.Tensor, truncate: float):
-    th = torch.deg2rad(angle.detach().double())
+def _cos_sin(angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of ``angle`` degrees in float64, exactly 0 / +-1 at multiples of 90 degrees (so a
+    90-degree rotation swaps the axes exactly); the gradient is that of cos and sin everywhere."""
+    th = torch.deg2rad(angle.double())
     c, s = torch.cos(th), torch.sin(th)
+    on_axis = (angle.detach().double().remainder(90.0) == 0)
+    if bool(on_axis.any()):
+        c = c + (torch.where(on_axis, c.detach().round(), c.detach()) - c.detach())
+        s = s + (torch.where(on_axis, s.detach().round(), s.detach()) - s.detach())
+    return c, s
+
+
+# Below this standard deviation (px) a Gaussian at an oblique angle falls between the pixel centres.
+_OBLIQUE_MIN_SIGMA = 0.5
+
+
+def _oblique_floor(sx: torch.Tensor, sy: torch.Tensor, angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sigmas as sampled: at angles that are not multiples of 90 degrees, a point-sampled Gaussian
+    narrower than half a pixel falls between the pixel centres (a line at 30 degrees with
+    ``sigma_y = 0`` would keep only the centre pixel), so each sigma is raised to
+    ``min(0.5, max(sigma, sigma_y))``: a thin line stays a continuous line, and ``sigma = sigma_y = 0``
+    stays the identity. Axis-aligned kernels are sampled as given."""
+    oblique = angle.detach().double().remainder(90.0) != 0
+    if not bool(oblique.any()):
+        return sx, sy
+    floor = torch.minimum(torch.maximum(sx, sy).detach(), torch.full_like(sx, _OBLIQUE_MIN_SIGMA))
+    floor = torch.where(oblique, floor, torch.zeros_like(floor))
+    return torch.maximum(sx, floor), torch.maximum(sy, floor)
+
+
+def _ellipse_radii(sx: torch.Tensor, sy: torch.Tensor, angle: torch.Tensor, truncate: float):
+    c, s = _cos_sin(angle.detach())
     ex = torch.sqrt((sx.detach().double() * c) ** 2 + (sy.detach().double() * s) ** 2)
     ey = torch.sqrt((sx.detach().double() * s) ** 2 + (sy.detach().double() * c) ** 2)
     return radius_from(ex, truncate), radius_from(ey, truncate)
@@ -149,8 +205,8 @@ def _gauss2d(sx, sy, angle, truncate: float, Ry: int, Rx: int, dtype) -> torch.T
     rx, ry = _ellipse_radii(sx, sy, angle, truncate)
     y = torch.arange(-Ry, Ry + 1, device=dev, dtype=dtype)
     x = torch.arange(-Rx, Rx + 1, device=dev, dtype=dtype)
-    th = torch.deg2rad(angle.to(dtype))
-    c, s = torch.cos(th)[:, None, None], torch.sin(th)[:, None, None]
+    c, s = _cos_sin(angle)
+    c, s = c.to(dtype)[:, None, None], s.to(dtype)[:, None, None]
     X, Y = x[None, None, :], y[None, :, None]
     # Rotate the display-space point into the kernel frame: image rows grow downwards, so the
     # display y coordinate is -Y.
@@ -180,7 +236,11 @@ def gaussian(
     offsets rotated by ``angle`` (degrees, counter-clockwise as displayed), sampled on the integer
     grid inside the bounding box of the truncated ellipse (half-widths
     ``ceil(truncate * sqrt(sigma^2 cos^2 + sigma_y^2 sin^2))`` and the like), normalised to sum 1.
-    At ``angle=0`` it is exactly the outer product of two :func:`gaussian1d` kernels.
+    At ``angle=0`` it is exactly the outer product of two :func:`gaussian1d` kernels, and at
+    multiples of 90 degrees exactly the same with the axes swapped as the angle says. At other
+    (oblique) angles a Gaussian narrower than half a pixel would fall between the pixel centres, so
+    there each sigma is sampled as at least ``min(0.5, max(sigma, sigma_y))`` px: ``sigma_y=0`` gives
+    a continuous thin line, not the identity, and ``sigma = sigma_y = 0`` stays the identity.
 
     Args:
         sigma: standard deviation along the (rotated) x axis, pixels, ``>= 0``; number or ``(B,)``.
@@ -203,12 +263,15 @@ def gaussian(
     B = ref.shape[0] if ref is not None else None
     if dev is None:
         dev = next((p.device for p in (sigma, sigma_y, angle) if isinstance(p, torch.Tensor)), None)
-    sx = per_sample(sigma, "sigma", B, device=dev)
+    sx = _params(sigma, "sigma", B, dev)
     B = sx.shape[0]
-    sy = sx if sigma_y is None else per_sample(sigma_y, "sigma_y", B, device=dev)
-    an = per_sample(angle, "angle", B, device=dev, minimum=None)
-    dt = _float_dtype(dtype, sx, sy, an)
+    sy = sx if sigma_y is None else _params(sigma_y, "sigma_y", B, dev)
+    an = _params(angle, "angle", B, dev, minimum=None)
+    dt = _float_dtype(dtype, sigma, sigma_y, angle)
+    sx, sy = _oblique_floor(sx, sy, an)
     rx, ry = _ellipse_radii(sx, sy, an, truncate)
+    _check_elements(sx.shape[0] * (2 * int(rx.max()) + 1) * (2 * int(ry.max()) + 1), "sigma",
+                    torch.maximum(sx, sy), "2-D kernels")
     Rx, Ry = int(rx.max()), int(ry.max())
     if _needs_grad(sx, sy, an):
         return _gauss2d(sx, sy, an, truncate, Ry, Rx, dt)
@@ -267,9 +330,10 @@ def disk(radius: float | torch.Tensor, *, dtype: torch.dtype | None = None,
     """
     dev = torch.device(device) if device is not None else (radius.device if isinstance(radius, torch.Tensor)
                                                              else None)
-    r = per_sample(radius, "radius", None, device=dev)
-    dt = _float_dtype(dtype, r)
+    r = _params(radius, "radius", None, dev)
+    dt = _float_dtype(dtype, radius)
     R = int(math.floor(float(r.detach().max()) + 0.5))
+    _check_elements(r.shape[0] * (2 * R + 1) ** 2, "radius", r, "2-D kernels")
     if _needs_grad(r):
         return _disk(r, R, dt)
     return _by_unique((r,), "disk", (R, dt), lambda u: _disk(u, R, dt))
@@ -290,10 +354,10 @@ def _motion(length: torch.Tensor, angle: torch.Tensor, R: int, dtype) -> torch.T
     ends = (j[None, :] == 0) | (j[None, :] == (m_i[:, None] - 1))
     tw = torch.where(valid, torch.where(ends, 0.5 * step[:, None], step[:, None]),
                      torch.zeros((), dtype=dtype, device=dev))  # trapezoid rule: uniform density
-    th = torch.deg2rad(angle.to(dtype))
+    c, s = _cos_sin(angle)
     L = length.to(dtype)
-    px = (L[:, None] * t) * torch.cos(th)[:, None]
-    py = -(L[:, None] * t) * torch.sin(th)[:, None]  # rows grow downwards
+    px = (L[:, None] * t) * c.to(dtype)[:, None]
+    py = -(L[:, None] * t) * s.to(dtype)[:, None]  # rows grow downwards
     K = 2 * R + 1
     x0, y0 = torch.floor(px.detach()), torch.floor(py.detach())
     fx, fy = px - x0, py - y0
@@ -330,10 +394,11 @@ def motion(length: float | torch.Tensor, angle: float | torch.Tensor = 0.0, *,
     B = ref.shape[0] if ref is not None else None
     dev = torch.device(device) if device is not None else next(
         (p.device for p in (length, angle) if isinstance(p, torch.Tensor)), None)
-    L = per_sample(length, "length", B, device=dev)
-    an = per_sample(angle, "angle", L.shape[0], device=dev, minimum=None)
-    dt = _float_dtype(dtype, L, an)
+    L = _params(length, "length", B, dev)
+    an = _params(angle, "angle", L.shape[0], dev, minimum=None)
+    dt = _float_dtype(dtype, length, angle)
     R = int(math.ceil(float(L.detach().max()) / 2 - 1e-9))
+    _check_elements(L.shape[0] * (2 * R + 1) ** 2, "length", L, "2-D kernels")
     if _needs_grad(L, an):
         return _motion(L, an, R, dt)
     return _by_unique((L, an), "motion", (R, dt), lambda a, b: _motion(a, b, R, dt))

@@ -407,7 +407,8 @@ class GrayscaleBlurPipeline(nn.Module):
     Example:
         >>> pipe = GrayscaleBlurPipeline("strong", seed=0)
         >>> y = pipe(torch.rand(64, 3, 224, 224))          # (64, 3, 224, 224), normalised grey
-        >>> pipe.blur.last_params["sigma"][:4]
+        >>> pipe.blur.last_params["sigma"][:4]                # the first four images' sigmas
+        tensor([8., 4., 2., 8.])
     """
 
     def __init__(self, regime: str | BlurRegime | BlurSchedule | nn.Module | None = "strong", *,

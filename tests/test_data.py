@@ -189,3 +189,29 @@ def test_make_loader_is_reproducible():
     order = [torch.cat([y for _, y in make_loader(ds, 8, shuffle=True, seed=s)]).tolist() for s in (7, 7, 8)]
     assert order[0] == order[1] != order[2]
     assert sorted(order[0]) == sorted((torch.arange(50) % 5).tolist())
+
+
+def test_limit_on_an_image_tree_is_a_fixed_random_subset_of_every_class(tmp_path):
+    """An image tree lists its classes one after the other: --limit must not keep the first classes only."""
+    rng = np.random.default_rng(5)
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).save(tmp_path / "tree" / name / f"{i}.png")
+    ds = load_dataset(str(tmp_path / "tree"), "train", limit=12)
+    labels = sorted({int(ds[i][1]) for i in range(len(ds))})
+    assert len(ds) == 12 and labels == [0, 1, 2, 3]
+    again = load_dataset(str(tmp_path / "tree"), "train", limit=12)
+    assert list(ds.indices) == list(again.indices) == sorted(ds.indices)  # the same subset every run
+
+
+def test_idx_folder_with_labels_beyond_ten_gets_generic_class_names(tmp_path):
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 30), ("t10k", 12)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", (np.arange(n) % 15).astype(np.uint8))
+    ds = fashion_mnist("train", tmp_path)
+    assert ds.classes == [str(i) for i in range(15)]
+    (tmp_path / "ten").mkdir()
+    make_fmnist(tmp_path / "ten")
+    assert fashion_mnist("train", tmp_path / "ten").classes[0] == "T-shirt/top"

@@ -95,6 +95,34 @@ def test_resume_refuses_other_settings(quick_run: Path, capsys):
     assert len(err) == 1 and "other settings" in err[0] and "epochs" in err[0]
 
 
+def test_resume_refuses_a_finished_model_of_other_data(quick_run: Path, capsys):
+    data = "fashion-mnist:/usr/share/datasets/fashion-mnist"
+    assert main(["experiment", "--quick", "--data", data, "--out", str(quick_run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "data" in err[0]
+
+
+def test_three_channel_experiment_trains_three_channel_models(tmp_path: Path):
+    out = tmp_path / "c3"
+    assert main(["experiment", "--quick", "--regimes", "standard", "--channels", "3", "--out", str(out),
+                 "--no-progress"]) == 0
+    state = torch.load(out / "regimes" / "standard" / "last.pt", weights_only=True)
+    assert state["model_info"]["in_channels"] == 3 and _results(out)["dataset"]["channels"] == 3
+
+
+def test_evaluate_refuses_checkpoints_of_different_image_sizes(quick_run: Path, tmp_path: Path, capsys):
+    other = tmp_path / "other"
+    assert main(["train", "--image-size", "20", "--epochs", "1", "--limit", "64", "--val-limit", "32",
+                 "--batch-size", "32", "--model-option", "width=4", "--out", str(other), "--no-progress",
+                 "--no-tensorboard"]) == 0
+    capsys.readouterr()
+    ck = str(quick_run / "regimes" / "standard")
+    assert main(["evaluate", ck, str(other), "--quick", "--out", str(tmp_path / "e"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different image sizes" in err[0] and "--image-size" in err[0]
+    assert not (tmp_path / "e").exists()
+
+
 def test_evaluate_checkpoints(quick_run: Path, tmp_path: Path, capsys):
     out = tmp_path / "eval"
     ckpts = [str(quick_run / "regimes" / "standard" / "last.pt"), str(quick_run / "regimes" / "strong")]
@@ -115,6 +143,8 @@ def test_evaluate_checkpoints(quick_run: Path, tmp_path: Path, capsys):
     (["experiment", "--data", "/nonexistent/folder", "--quick"], "not found"),
     (["evaluate", "/nonexistent/last.pt"], "checkpoint not found"),
     (["experiment", "--name", "a/b", "--quick"], "name"),
+    (["experiment", "--quick", "--model-option", "widht=4"], "no option(s) 'widht'"),
+    (["experiment", "--quick", "--model-option", "width=0"], "width must be a positive integer"),
 ])
 def test_bad_input_is_one_line(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -91,3 +91,24 @@ def test_registry_user_modules_and_errors(tmp_path):
         build_model("small-cnn", norm="layer")
     with pytest.raises(ValueError, match="16x16"):
         build_model("alexnet", image_size=32)(torch.rand(1, 1, 8, 8))
+
+
+def test_unknown_model_options_are_refused_and_user_functions_get_theirs(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"'small-cnn' has no option\(s\) 'widht'; its options: width, norm"):
+        build_model("small-cnn", widht=4)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        build_model("small-cnn", width=0)
+    with pytest.raises(ValueError, match="'resnet18-cifar' has no option"):
+        build_model("resnet18-cifar", stem="imagenet")
+    # image_size (passed by the training loop) is accepted by every model
+    assert build_model("small-cnn", width=4, image_size=28).features[0].out_channels == 4
+    (tmp_path / "usermodels.py").write_text(
+        "import torch\n"
+        "def net(num_classes, in_channels, hidden=3):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(hidden),\n"
+        "                               torch.nn.Linear(hidden, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = build_model("usermodels:net", 5, 1, hidden=7, image_size=28)  # image_size dropped: net does not take it
+    assert m[2].in_features == 7 and m[2].out_features == 5
+    with pytest.raises(ValueError, match="does not take the option"):
+        build_model("usermodels:net", 5, 1, depth=2)

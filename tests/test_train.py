@@ -214,6 +214,12 @@ def test_config_validation_and_toml_roundtrip(tmp_path):
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"epoch": 3})
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="eval_sigmas"):
+            TrainConfig(eval_sigmas=[1.0, bad])
+    for bad in (-1.0, 0.0, float("inf")):  # a negative step would descend, not ascend
+        with pytest.raises(ValueError, match="step_size"):
+            build_regime("adversarial", {"step_size": bad}, image_size=32)
     cfg = TrainConfig(regime="custom", regime_options={"sigmas": [0.0, 2.0], "weights": [1.0, 1.0]},
                       eval_sigmas=[1, 2], model_options={"width": 8})
     cfg.save(tmp_path)

@@ -28,7 +28,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     args = ["--data", f"fashion-mnist:{data}", "--image-size", "0", "--epochs", "2", "--batch-size", "32",
             "--model-option", "width=8", "--model-option", "norm=\"group\"", "--regime", "strong",
             "--rotate", "10", "--eval-sigmas", "8", "--threads", "1", "--no-progress", "--no-tensorboard",
-            "--seed", "3"]
+            "--seed", "3", "--save-every-steps", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "blurkit", "train", *args, "--out", str(tmp_path / "ddp")],
@@ -57,3 +57,40 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     # only rank 0 wrote: one metrics file, no stray files
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["config.json", "config.toml", "last.pt",
                                                                      "metrics.csv", "metrics.jsonl"]
+
+    # Killed mid-epoch (6 steps per epoch; checkpoints at global steps 4, 6 and 8; both ranks killed at
+    # step 11) and resumed: the same weights, and the resumed epoch's metrics are those of the whole run
+    # (the checkpoint holds the epoch's running sums over both ranks, counted once on resume).
+    script = tmp_path / "kill_ddp.py"
+    script.write_text(KILL_DDP)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    killed = subprocess.run([*torchrun, str(script), "11", *args, "--out", str(tmp_path / "killed")],
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert killed.returncode != 0
+    state = load_checkpoint(tmp_path / "killed")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 8)
+    resumed = subprocess.run([*torchrun, "-m", "blurkit", "train", *args, "--out", str(tmp_path / "killed"),
+                              "--resume"], env=env, capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = load_checkpoint(tmp_path / "killed")
+    for k, v in ddp["model"].items():
+        assert torch.equal(again["model"][k], v), k
+    for a, b in zip(again["metrics"], ddp["metrics"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-12)
+        assert a["train_acc"] == pytest.approx(b["train_acc"], abs=1e-12)
+        assert a["images_per_s"] * a["epoch_time_s"] == pytest.approx(192)  # images of the epoch, all ranks
+
+
+KILL_DDP = """
+import argparse, os, signal, sys
+from blurkit.commands.train import add_parser, config_from_args
+from blurkit.train import train
+kill_at = int(sys.argv[1])
+parser = argparse.ArgumentParser()
+add_parser(parser.add_subparsers())
+cfg = config_from_args(parser.parse_args(["train", *sys.argv[2:]]))
+def cb(info):
+    if info["global_step"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(cfg, callbacks=[cb])
+"""

@@ -213,7 +213,8 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, *
         limit: keep only the first ``limit`` images (for quick runs and tests).
 
     Returns:
-        Dataset with ``images`` ``(N, 1, S, S)`` uint8, ``labels`` ``(N,)`` int64, ``classes``.
+        Dataset with ``images`` ``(N, 1, S, S)`` uint8, ``labels`` ``(N,)`` int64, ``classes`` (the
+        Fashion-MNIST names; ``"0"``, ``"1"``, ... for IDX files with labels of 10 and above).
 
     Raises:
         BlurkitError: the files are not there; the message says to install the Debian package
@@ -242,13 +243,15 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, *
     labels = read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise BlurkitError(f"{paths[0]} / {paths[1]}: unexpected shapes {images.shape} and {labels.shape}")
+    # Fashion-MNIST's ten names; another IDX dataset with more labels (e.g. EMNIST) gets "0", "1", ...
+    top = int(labels.max(initial=0))
+    classes = FASHION_MNIST_CLASSES if top < len(FASHION_MNIST_CLASSES) else [str(i) for i in range(top + 1)]
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).unsqueeze(1)
     if image_size is not None:
         x = resize_images(x, int(image_size))
-    return TensorImageDataset(x, torch.from_numpy(labels.astype(np.int64)), channels=channels,
-                              classes=FASHION_MNIST_CLASSES)
+    return TensorImageDataset(x, torch.from_numpy(labels.astype(np.int64)), channels=channels, classes=classes)
 
 
 # --------------------------------------------------------------------------------- image folder
@@ -380,6 +383,17 @@ def resolve(spec: str) -> Callable[..., Any]:
     return obj
 
 
+def _limited(ds: Dataset, limit: int | None) -> Dataset:
+    """``limit`` images of ``ds`` drawn at random (a fixed seed: the same subset every run), in index
+    order. Not the first ``limit``: an image tree lists its classes one after the other, so the first
+    images would be the first few classes only."""
+    n = len(ds)  # type: ignore[arg-type]
+    if limit is None or limit >= n:
+        return ds
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    return torch.utils.data.Subset(ds, idx.tolist())
+
+
 def load_dataset(spec: str | None, split: str, *, image_size: int | None = None, channels: int = 1,
                  limit: int | None = None, skip_bad: bool = False) -> Dataset:
     """Build a dataset from a command-line spec.
@@ -388,7 +402,9 @@ def load_dataset(spec: str | None, split: str, *, image_size: int | None = None,
     files elsewhere), a folder (an IDX folder if it holds the Fashion-MNIST files, else an image tree
     ``root/<class>/...``; a ``train``/``val``/``test`` sub-folder is used for the split when present),
     or ``"module:function"`` called as ``function(split=..., image_size=..., channels=...)`` and
-    returning a ``Dataset`` of ``(image, label)`` pairs.
+    returning a ``Dataset`` of ``(image, label)`` pairs. ``limit`` keeps the first ``limit`` images of
+    Fashion-MNIST (its files are not sorted by class) and a fixed random subset (seed 0) of an image
+    tree or a ``module:function`` dataset.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1; got {limit}")
@@ -407,19 +423,17 @@ def load_dataset(spec: str | None, split: str, *, image_size: int | None = None,
                 break
         else:
             if split != "train":
-                raise BlurkitError(f"{spec}: no test/val sub-folder for evaluation; pass --val-data")
+                raise BlurkitError(f"{spec}: no test/ or val/ sub-folder (of class folders) for evaluation; "
+                                   "add one, or give the evaluation data separately where the command "
+                                   "allows it (blurkit train --val-data)")
         ds: Dataset = ImageFolder(path, image_size=image_size, channels=channels, skip_bad=skip_bad)
-        if limit is not None and limit < len(ds):
-            ds = torch.utils.data.Subset(ds, range(limit))
-        return ds
+        return _limited(ds, limit)
     if ":" in spec and not path.exists():
         fn = resolve(spec)
         ds = fn(split=split, image_size=image_size, channels=channels)
         if not isinstance(ds, Dataset) and not hasattr(ds, "__getitem__"):
             raise BlurkitError(f"{spec!r} returned {type(ds).__name__}, not a Dataset of (image, label) pairs")
-        if limit is not None and limit < len(ds):
-            ds = torch.utils.data.Subset(ds, range(limit))
-        return ds
+        return _limited(ds, limit)
     raise BlurkitError(f"dataset {spec!r} not found: pass 'fashion-mnist', a folder of IDX files or of "
                        "class sub-folders with images, or 'module:function'")
 

@@ -118,6 +118,8 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32, norm: str = "batch",
                  blurpool: bool = False) -> None:
         super().__init__()
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer (channels of the first stage); got {width!r}")
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c in enumerate((width, 2 * width, 4 * width)):
@@ -302,6 +304,16 @@ MODELS: dict[str, ModelFactory] = {
 }
 """Name -> factory ``f(num_classes, in_channels, blurpool=False, **options)``."""
 
+# Options each built-in model takes; ``image_size`` (the training image side, passed by the training
+# loop) is accepted by every model and used by those that depend on it (alexnet).
+_MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "small-cnn": ("width", "norm"), "resnet18": ("norm", "stem"), "resnet50": ("norm", "stem"),
+    "resnet18-cifar": ("norm",), "resnet50-cifar": ("norm",), "alexnet": ("image_size",),
+}
+
+
+_BUILTIN = dict(MODELS)  # the built-in factories (a registered replacement takes its own options)
+
 
 def register_model(name: str, factory: ModelFactory) -> None:
     """Add a model factory ``factory(num_classes, in_channels, blurpool=False, **options) -> nn.Module``."""
@@ -338,15 +350,37 @@ def build_model(name: str | nn.Module | ModelFactory, num_classes: int = 10, in_
     if key.endswith("-blurpool"):
         key, blurpool = key[: -len("-blurpool")], True
     if key in MODELS:
+        if key in _MODEL_OPTIONS and MODELS[key] is _BUILTIN[key]:
+            unknown = sorted(set(options) - set(_MODEL_OPTIONS[key]) - {"image_size"})
+            if unknown:
+                allowed = ", ".join(_MODEL_OPTIONS[key]) or "none"
+                raise ValueError(f"model {key!r} has no option(s) {', '.join(map(repr, unknown))}; "
+                                 f"its options: {allowed}")
         return MODELS[key](num_classes, in_channels, blurpool=blurpool, **options)
     if ":" in name:
+        import inspect
+
         from .data import resolve
 
         fn = resolve(name)
         kwargs: dict[str, object] = {"num_classes": num_classes, "in_channels": in_channels}
         if blurpool:
             kwargs["blurpool"] = True
-        model = fn(**kwargs)
+        try:
+            params = inspect.signature(fn).parameters
+            takes = lambda k: k in params or any(p.kind is p.VAR_KEYWORD for p in params.values())  # noqa: E731
+        except (TypeError, ValueError):  # no signature (a builtin): pass only what the user gave
+            takes = lambda k: True  # noqa: E731
+        # the user's own options go to the function; image_size (added by the training loop) only if
+        # the function takes it
+        kwargs.update({k: v for k, v in options.items() if k != "image_size" or takes(k)})
+        try:
+            model = fn(**kwargs)
+        except TypeError as exc:
+            if any(not takes(k) for k in kwargs):
+                raise ValueError(f"{name} does not take the option(s) "
+                                 f"{', '.join(repr(k) for k in kwargs if not takes(k))}: {exc}") from exc
+            raise
         if not isinstance(model, nn.Module):
             raise BlurkitError(f"{name!r} returned {type(model).__name__}, not a torch.nn.Module")
         return model

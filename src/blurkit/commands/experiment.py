@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import BlurkitError
 from . import keyval
 
 EXAMPLES = """examples:
@@ -90,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
     from ..experiment.runner import run_experiment
 
     cfg = build_config(args)
-    results = run_experiment(cfg)
+    try:
+        results = run_experiment(cfg)
+    except KeyboardInterrupt:
+        raise
+    except RuntimeError as exc:  # a model option torch refuses, a device failure: one clear line
+        raise BlurkitError(f"the experiment failed: {exc}") from exc
     print(f"report: {cfg.out_dir / 'report.html'}")
     from ..experiment.report import claims_text
 

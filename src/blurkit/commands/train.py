@@ -53,8 +53,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--val-data", help="evaluation data (default: test split of --data); 'none' to skip")
     g.add_argument("--image-size", type=_size, help="resize images to this side (default 32; 0 or none: keep)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 (grey repeated / RGB)")
-    g.add_argument("--limit", type=int, help="use the first N training images")
-    g.add_argument("--val-limit", type=int, help="use the first N evaluation images")
+    g.add_argument("--limit", type=int, help="use N training images (Fashion-MNIST: the first N; an image tree or "
+                                                "module:function: a fixed random subset, so every class stays)")
+    g.add_argument("--val-limit", type=int, help="use N evaluation images (chosen as for --limit)")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (count reported)")
     g.add_argument("--workers", dest="num_workers", type=int, help="DataLoader workers for image folders")
     g.add_argument("--rotate", type=float, help="random rotation in degrees (Jang & Tong: 10; default 0)")

@@ -60,8 +60,8 @@ FIGURES = ("examples", "accuracy_gaussian", "accuracy_motion", "accuracy_defocus
 DEFAULT_REGIMES = ("standard", "weak", "strong")
 
 # training settings compared when deciding whether a finished regime can be reused
-_REUSE_KEYS = ("regime", "epochs", "image_size", "channels", "model", "model_options", "batch_size", "lr",
-               "seed", "reference_size", "limit")
+_REUSE_KEYS = ("data", "regime", "epochs", "image_size", "channels", "model", "model_options", "batch_size",
+               "lr", "seed", "reference_size", "limit")
 
 
 @dataclass
@@ -290,8 +290,8 @@ def train_regime(cfg: ExperimentConfig, regime: str, train_set: Any, val_set: An
     from ..data import TensorImageDataset
 
     x, y, classes = train_set
-    res = train(tc, train_data=TensorImageDataset(x, y, classes=classes or None),
-                val_data=TensorImageDataset(*val_set[:2], classes=classes or None))
+    res = train(tc, train_data=TensorImageDataset(x, y, channels=cfg.channels, classes=classes or None),
+                val_data=TensorImageDataset(*val_set[:2], channels=cfg.channels, classes=classes or None))
     record = {"train_seconds": _train_seconds(res.history), "checkpoint": str(res.checkpoint),
               "history": res.history, "reused": False}
     return _wrap(res.model, res.model_info), res.model_info, record
@@ -533,6 +533,9 @@ def _finish(results: dict[str, Any], x: torch.Tensor, y: torch.Tensor, extras: M
 
         for k, png in figs.items():
             write_atomic(out / f"{k}.png", png)
+        for k in FIGURES:  # a figure this run did not make (e.g. no worst-case flip): no stale copy left
+            if k not in figs:
+                (out / f"{k}.png").unlink(missing_ok=True)
     results["timings"] = dict(stages.seconds)
     results["timings"]["total"] = time.perf_counter() - stages.t0
     path = render_report(results, figs, out)
@@ -565,6 +568,11 @@ def _run_experiment(cfg: ExperimentConfig, stages: Stages) -> dict[str, Any]:
         train_set = load_split(cfg, "train", cfg.train_limit, cfg.seed)
     x, y, classes = test
     classes = classes or train_set[2]
+    from ..models import build_model
+
+    with torch.device("meta"):  # the model options checked before anything is written (no memory used)
+        build_model(cfg.model, max(len(classes), 2), cfg.channels,
+                    **{"image_size": cfg.image_size, **dict(cfg.model_options)})
     out.mkdir(parents=True, exist_ok=True)
     models: dict[str, nn.Module] = {}
     records: dict[str, dict[str, Any]] = {}
@@ -614,7 +622,6 @@ def _evaluate_checkpoints(paths: Sequence[str], cfg: ExperimentConfig, names: Se
     if not paths:
         raise ValueError("give at least one checkpoint")
     models: dict[str, nn.Module] = {}
-    sizes = set()
     n_classes = set()
     with stages.stage("load", f"loading {len(paths)} checkpoint(s)"):
         for i, p in enumerate(paths):
@@ -625,7 +632,6 @@ def _evaluate_checkpoints(paths: Sequence[str], cfg: ExperimentConfig, names: Se
             while name in models:
                 name, k = f"{base}-{k}", k + 1
             models[name] = _wrap(model, info)
-            sizes.add(int(info.get("image_size") or cfg.image_size))
             n_classes.add(int(info["num_classes"]))
     if len(n_classes) > 1:
         raise BlurkitError(f"the checkpoints have different numbers of classes {sorted(n_classes)}; "

@@ -138,8 +138,8 @@ class TrainConfig:
         need(isinstance(self.model_options, dict), "model_options", "a table/dict")
         need(isinstance(self.regime_options, dict), "regime_options", "a table/dict")
         need(isinstance(self.eval_sigmas, (list, tuple)) and all(
-            isinstance(s, (int, float)) and s >= 0 for s in self.eval_sigmas), "eval_sigmas",
-            "a list of numbers >= 0")
+            isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+            for s in self.eval_sigmas), "eval_sigmas", "a list of finite numbers >= 0")
         self.eval_sigmas = [float(s) for s in self.eval_sigmas]
         for name in ("mean", "std"):
             v = getattr(self, name)

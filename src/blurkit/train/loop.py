@@ -446,7 +446,9 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
         start_epoch, start_step = int(state["epoch"]), int(state["step_in_epoch"])
         global_step = int(state["global_step"])
         history = [r for r in state.get("metrics", []) if r.get("epoch", 0) <= start_epoch]
-        partial = list(state.get("partial", partial))
+        partial = [float(v) for v in state.get("partial", partial)]
+        if info.rank != 0:  # the stored sums are the totals over all ranks: counted once, by rank 0
+            partial[:3] = [0.0, 0.0, 0.0]
         set_rng_state(state["rng"])
         if info.is_main and cfg.progress:
             print(f"blurkit train: resuming from {resume_path} at epoch {start_epoch + 1}, step {start_step}",
@@ -537,7 +539,8 @@ def _train(cfg: TrainConfig, info: DistInfo, user_model: nn.Module | None, train
                 cb({"epoch": epoch, "step": step, "global_step": global_step, "loss": step_loss,
                     "lr": opt.param_groups[0]["lr"]})
             if cfg.save_every_steps and global_step % cfg.save_every_steps == 0 and step + 1 < steps_per_epoch:
-                checkpoint(epoch, step + 1, [*sums[:3], elapsed])
+                # the epoch's running sums over all ranks (every rank takes part in the reduction)
+                checkpoint(epoch, step + 1, [*all_reduce_sums(sums[:3], info), elapsed])
         bar.close()
         train_time = sums[3] + time.perf_counter() - t0
         loss_sum, correct, count = all_reduce_sums(sums[:3], info)

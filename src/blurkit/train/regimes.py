@@ -31,6 +31,7 @@ Sigmas are pixels at ``reference_size`` (224) and are scaled to the training res
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -220,6 +221,9 @@ class AdversarialRegime(Regime):
             raise ValueError(f"regime_options.sigma_max must be > 0 (pixels at reference size); got {sigma_max!r}")
         if not (isinstance(steps, int) and steps >= 1):
             raise ValueError(f"regime_options.steps must be an int >= 1; got {steps!r}")
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not (0 < step_size < math.inf):
+            raise ValueError(f"regime_options.step_size must be a finite number > 0 (a fraction of sigma_max per "
+                             f"ascent step); got {step_size!r}")
         if not (0 <= fraction <= 1):
             raise ValueError(f"regime_options.fraction must be in [0, 1]; got {fraction!r}")
         if min_ssim is not None and not (0 < min_ssim < 1):

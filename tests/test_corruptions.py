@@ -110,7 +110,7 @@ def ref_glass_blur(x, sigma, delta, iterations, offsets):
             for wi, w in enumerate(range(W - delta, delta, -1)):
                 dx, dy = offsets[i, hi, wi]
                 hp, wp = h + dy, w + dx
-                x[h, w], x[hp, wp] = x[hp, wp], x[h, w].copy()
+                x[h, w], x[hp, wp] = x[hp, wp], x[h, w]  # verbatim: two views, so (hp, wp) is copied
     return np.clip(sk_gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1)
 
 
@@ -383,3 +383,29 @@ def test_bad_inputs():
 def test_engine_blur_is_used_and_exports():
     assert bk.corruptions.corrupt is C.corrupt
     assert set(C.CORRUPTIONS) == set(C.PARAMS["imagenet"]) == set(C.PARAMS["cifar"])
+
+
+def test_glass_offsets_are_validated():
+    x = torch.rand(1, 3, 32, 32)
+    off = C.glass_offsets(1, 32, 32, 1, "cifar")
+    with pytest.raises(ValueError, match="offsets must be integers in"):
+        C.glass_blur(x, 1, dataset="cifar", offsets=off.float())
+    with pytest.raises(ValueError, match="got values from"):
+        C.glass_blur(x, 1, dataset="cifar", offsets=off + 5)
+
+
+def test_glass_shuffle_copies_like_the_reference_statement():
+    """The reference's x[h, w], x[h', w'] = x[h', w'], x[h, w] on an (H, W, 3) array duplicates pixel
+    (h', w'); blurkit's source map must do the same (checked on indices, no blur involved)."""
+    H = W = 6
+    off = C.glass_offsets(1, H, W, 1, "cifar", generator=torch.Generator().manual_seed(1))
+    src = C._glass_permutation(off, H, W, 1)[0]
+    ref = np.arange(H * W).reshape(H, W)[..., None].repeat(3, axis=2)  # pixel index in every channel
+    o = off.numpy()[..., 0, :]
+    for i in range(o.shape[0]):
+        for hi, h in enumerate(range(H - 1, 1, -1)):
+            for wi, w in enumerate(range(W - 1, 1, -1)):
+                dx, dy = o[i, hi, wi]
+                ref[h, w], ref[h + dy, w + dx] = ref[h + dy, w + dx], ref[h, w]
+    np.testing.assert_array_equal(src, ref[..., 0].ravel())
+    assert len(np.unique(src)) < H * W  # pixels were duplicated, not permuted

@@ -20,8 +20,11 @@ corruption              reference algorithm reproduced
                         taps at a random angle ``U(-45, 45)``, replicate border
 ``zoom_blur``           mean of the image and centre-crop zooms (``scipy.ndimage.zoom`` order 1,
                         i.e. exact linear interpolation with the same grid), ``np.arange`` factors
-``glass_blur``          blur, quantise to uint8, the reference's *sequential* local pixel swaps
-                        (reproduced exactly, vectorised over the batch), blur again
+``glass_blur``          blur, quantise to uint8, the reference's *sequential* local pixel
+                        "swaps" (reproduced exactly, vectorised over the batch: the reference's
+                        ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an ``(H, W, 3)`` array copies
+                        pixel ``(h', w')`` onto ``(h, w)`` and leaves ``(h', w')`` as it was, because
+                        both right-hand sides are views), blur again
 ``gaussian_noise``      ``x + N(0, c)``
 ``shot_noise``          ``Poisson(c x) / c``
 ``impulse_noise``       ``skimage.util.random_noise(mode="s&p", amount=c)``
@@ -352,9 +355,16 @@ def glass_offsets(batch: int, height: int, width: int, severity: int, dataset: s
 
 
 def _glass_permutation(offsets: torch.Tensor, height: int, width: int, delta: int) -> np.ndarray:
-    """Replay the reference's sequential swaps on pixel indices, vectorised over the batch.
+    """Replay the reference's sequential loop on pixel indices, vectorised over the batch.
 
-    Returns ``perm (B, H*W)``: output pixel ``p`` of image ``b`` holds input pixel ``perm[b, p]``.
+    The reference's "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` runs on an ``(H, W, 3)``
+    array, so both right-hand sides are views: ``x[h, w]`` receives pixel ``(h', w')``, and
+    ``x[h', w']`` then receives the new ``x[h, w]``, i.e. its own value. Each step is therefore a
+    copy of ``(h', w')`` onto ``(h, w)`` (imagecorruptions' numba loop has the same semantics), and
+    that is what ImageNet-C and CIFAR-10-C were made with.
+
+    Returns ``src (B, H*W)``: output pixel ``p`` of image ``b`` holds input pixel ``src[b, p]``
+    (a map, not a permutation: a pixel can appear twice).
     """
     off = offsets.cpu().numpy()
     iters, rows, cols, B, _ = off.shape
@@ -366,13 +376,11 @@ def _glass_permutation(offsets: torch.Tensor, height: int, width: int, delta: in
     for it in range(iters):
         for hi, h in enumerate(range(height - delta, delta, -1)):
             o = off[it, hi]
-            # flat entries each step of this row swaps with: (cols, B)
+            # flat entries each step of this row copies from: (cols, B)
             tgt = ((h + o[:, :, 1]) * width + (ws[:, None] + o[:, :, 0])) * B + bidx
             p = (h * width + width - delta) * B
             for q in tgt:
-                a = perm[p:p + B].copy()
-                perm[p:p + B] = perm[q]
-                perm[q] = a
+                perm[p:p + B] = perm[q]  # x[h, w] = x[h', w']; x[h', w'] keeps its value
                 p -= B
     return perm.reshape(height * width, B).T.copy()
 
@@ -479,11 +487,13 @@ def zoom_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagen
 def glass_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagenet",
                generator: torch.Generator | None = None,
                offsets: torch.Tensor | None = None) -> torch.Tensor:
-    """ImageNet-C glass blur: Gaussian blur, uint8 quantisation, local pixel swaps, blur, clip.
+    """ImageNet-C glass blur: Gaussian blur, uint8 quantisation, local pixel shuffle, blur, clip.
 
-    The swaps replay the reference's sequential loop exactly (a pixel moved early can move again),
-    as one permutation per image that is computed on pixel indices for the whole batch at once and
-    then applied to all channels by a gather.
+    The shuffle replays the reference's sequential loop exactly (a pixel moved early can move
+    again), with the reference's semantics: each step copies pixel ``(h + dy, w + dx)`` onto
+    ``(h, w)`` (the reference's tuple "swap" of two array views; see :func:`_glass_permutation`). It
+    runs as one source map per image computed on pixel indices for the whole batch at once, then
+    applied to all channels by a gather.
 
     Args:
         images: ``(B, C, H, W)`` or ``(C, H, W)`` in ``[0, 1]`` or uint8.
@@ -506,6 +516,11 @@ def glass_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "image
         want = glass_offsets(1, H, W, severity, dataset).shape[:3] + (B, 2)
         if not isinstance(offsets, torch.Tensor) or tuple(offsets.shape) != tuple(want):
             raise ValueError(f"offsets must have shape {tuple(want)}; got {describe(offsets)}")
+        if offsets.is_floating_point() or offsets.is_complex() or offsets.dtype == torch.bool:
+            raise ValueError(f"offsets must be integers in [-{delta}, {delta - 1}]; got dtype {offsets.dtype}")
+        if offsets.numel() and not bool(((offsets >= -delta) & (offsets < delta)).all()):
+            raise ValueError(f"offsets must be integers in [-{delta}, {delta - 1}] (severity {severity}); got "
+                             f"values from {int(offsets.min())} to {int(offsets.max())}")
     k = _scipy_gaussian1d(sigma, x.device)
     q = _blur_fused(x, False, (k, k), "replicate", to_u8=True)  # np.uint8(gaussian(x) * 255)
     perm = torch.as_tensor(_glass_permutation(offsets, H, W, delta), device=x.device)

@@ -54,7 +54,7 @@ def ref_glass_blur(x, sigma, delta, iterations):
             for w in range(W - delta, delta, -1):
                 dx, dy = np.random.randint(-delta, delta, size=(2,))
                 hp, wp = h + dy, w + dx
-                x[h, w], x[hp, wp] = x[hp, wp], x[h, w].copy()
+                x[h, w], x[hp, wp] = x[hp, wp], x[h, w]  # verbatim (two views: a copy, not a swap)
     return np.clip(sk_gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1)
 
 

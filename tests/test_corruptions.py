@@ -409,3 +409,10 @@ def test_glass_shuffle_copies_like_the_reference_statement():
                 ref[h, w], ref[h + dy, w + dx] = ref[h + dy, w + dx], ref[h, w]
     np.testing.assert_array_equal(src, ref[..., 0].ravel())
     assert len(np.unique(src)) < H * W  # pixels were duplicated, not permuted
+
+
+def test_uint8_zoom_blur_keeps_flat_levels():
+    """A flat uint8 image is a fixed point of zoom blur (the weights sum to 1): every level stays."""
+    x = torch.arange(256, dtype=torch.uint8).view(256, 1, 1, 1).expand(256, 3, 40, 40).contiguous()
+    for severity in (1, 5):
+        assert torch.equal(C.zoom_blur(x, severity, dataset="cifar"), x)

@@ -394,3 +394,21 @@ def test_auto_method_counts_the_fft_padding():
     # and both methods agree on such a batch
     torch.testing.assert_close(bk.defocus_blur(x, 10.0, method="fft"), bk.defocus_blur(x, 10.0, method="direct"),
                                rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("border,np_mode", [("reflect", "reflect"), ("symmetric", "symmetric"), ("circular", "wrap"),
+                                            ("replicate", "edge"), ("constant", "constant")])
+def test_kernels_far_wider_than_the_image_are_folded_exactly(border, np_mode):
+    """sigma 40 (241 taps) on a 7 x 9 image: the kernel is folded onto the border's period before the
+    axis matrices are built; numpy's padding by 120 px on each side is the reference."""
+    img = np.random.default_rng(0).random((7, 9))
+    k = K.gaussian1d(40.0, dtype=torch.float64)[0].numpy()
+    R = len(k) // 2
+    p = np.pad(img, R, mode=np_mode)
+    rows = np.stack([np.correlate(p[i], k, mode="valid") for i in range(p.shape[0])])  # (7 + 2R, 9)
+    ref = np.stack([np.correlate(rows[:, j], k, mode="valid") for j in range(rows.shape[1])], axis=1)
+    got = bk.gaussian_blur(torch.from_numpy(img)[None, None], 40.0, border=border)[0, 0].numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    # and a sigma that would need 512 x 6e6 index entries unfolded runs in memory and time
+    y = bk.gaussian_blur(torch.rand(1, 1, 64, 64), 1e6, border=border)
+    assert torch.isfinite(y).all()

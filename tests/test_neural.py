@@ -480,3 +480,17 @@ def test_permutation_test_calibration():
     assert r.p_value == pytest.approx(0.05)
     with pytest.raises(ValueError, match="metric"):
         nu.permutation_test(x, y, metric="cka")
+
+
+def test_activations_cache_tells_architectures_apart(tmp_path):
+    """The same weights in another architecture (ReLU vs Tanh, stride 1 vs 2) must not share a cache entry."""
+    def net(act, stride):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=stride, padding=1), act)
+
+    x = torch.rand(6, 3, 16, 16)
+    for a, b in ((net(nn.ReLU(), 1), net(nn.Tanh(), 1)), (net(nn.ReLU(), 1), net(nn.ReLU(), 2))):
+        cached_a = nu.activations(a, x, ["1"], cache=tmp_path)["1"]
+        cached_b = nu.activations(b, x, ["1"], cache=tmp_path)["1"]
+        assert torch.equal(cached_b, nu.activations(b, x, ["1"])["1"])
+        assert not torch.equal(cached_a, cached_b) or cached_a.shape != cached_b.shape

@@ -475,12 +475,19 @@ def zoom_blur(images: torch.Tensor, severity: int = 1, *, dataset: str = "imagen
         Tensor like ``images``.
     """
     factors = zoom_factors(severity, dataset)
-    x, sq = _prepare(images)
+    raw, sq = _prepare_raw(images)
+    u8 = raw.dtype == torch.uint8
+    # uint8: the map runs on the 0..255 values themselves and the result is floored with the 2^-10
+    # margin of the other corruptions (a flat region keeps its value; on v / 255 in float32 the
+    # weights' rounding dropped most flat levels by one)
+    x = raw.float() if u8 else to_unit(raw)
     B, C, H, W = x.shape
     M = _zoom_matrix(H, W, tuple(float(z) for z in factors), x.device, x.dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         y = (M @ x.reshape(B * C, H * W).T).T.reshape(B, C, H, W)
+    if u8:
+        return restore_batch(y.add_(2.0 ** -10).floor_().clamp_(0, 255).to(torch.uint8), sq)
     return _finish(y, images, sq)
 
 

@@ -549,6 +549,30 @@ def _keep_identity(y: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.T
     return torch.where(ident.view(-1, 1, 1, 1), x * centre.view(-1, 1, 1, 1).to(x.dtype), y)
 
 
+def _fold_onto_period(k: torch.Tensor, n: int, border: str) -> torch.Tensor:
+    """A centred kernel ``(B, K)`` far longer than the axis (``K > 4n + 1``) folded, exactly, into one of
+    at most ``4n + 1`` taps with the same effect on an axis of length ``n``: the border's source index
+    repeats with a period (reflect ``2n - 2``, symmetric ``2n``, circular ``n``), so taps whose
+    offsets agree modulo it are summed; with replicate or constant every tap more than ``n`` beyond
+    the centre lands on the same edge pixel (or outside) for every output pixel, so those are summed
+    into the tap at offset ``-n`` or ``+n``. Without it, folding a sigma-1e6 kernel onto a 512-px axis
+    needed ``512 x 6e6`` index entries."""
+    B, K = k.shape
+    R = K // 2
+    if K <= 4 * n + 1:
+        return k
+    d = torch.arange(-R, R + 1, device=k.device)
+    period = {"reflect": 2 * n - 2, "symmetric": 2 * n, "circular": n}.get(border)
+    if period is not None:
+        new = d.remainder(max(period, 1))  # in [0, period): offsets 0 .. period - 1 of a kernel of radius period
+        r2 = max(period, 1)
+    else:  # replicate, constant
+        new = d.clamp(-n, n)
+        r2 = n
+    out = torch.zeros(B, 2 * r2 + 1, dtype=k.dtype, device=k.device)
+    return out.index_add(1, new + r2, k)
+
+
 def _axis_matrix(k: torch.Tensor, n: int, border: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold centred 1-D kernels ``(B, K)`` and a border onto an axis of length ``n``.
 
@@ -556,6 +580,7 @@ def _axis_matrix(k: torch.Tensor, n: int, border: str) -> tuple[torch.Tensor, to
     position i + t - K//2 has source j``, and ``c`` ``(B, n)`` the weight that falls on a constant border.
     Filtering along the axis is then ``M @ x + value * c``, whatever the kernel's size.
     """
+    k = _fold_onto_period(k, n, border)
     B, K = k.shape
     idx = _index_on(n, K // 2, K // 2, border, k.device)
     src = idx[torch.arange(n, device=k.device)[:, None] + torch.arange(K, device=k.device)[None, :]]  # (n, K)

@@ -162,6 +162,9 @@ def _projection(n_in: int, n_out: int, seed: int, layer: str, device: torch.devi
 
 def _hash_model(model: nn.Module) -> str:
     h = hashlib.sha256(type(model).__qualname__.encode())
+    # the architecture too (activation types, strides, padding, pooling): weights alone do not tell
+    # a ReLU network from the same weights with Tanh, or a stride-1 from a stride-2 convolution
+    h.update(repr(model).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         if isinstance(t, torch.Tensor):

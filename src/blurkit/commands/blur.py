@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,37 +39,74 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+_HIGH_DEPTH = {"I;16": np.uint16, "I;16L": np.uint16, "I;16B": np.uint16, "I": np.int32, "F": np.float32}
+
+
 def _read(path: Path) -> tuple[torch.Tensor, str]:
-    from PIL import Image, UnidentifiedImageError
+    """An image file as ``(C, H, W)`` and the mode it is written back in, turned upright by its EXIF
+    orientation. uint8 for L, LA, RGB and RGBA (palette images become RGB, or RGBA when they have
+    transparency; other modes RGB); 16-bit, 32-bit integer and float images as float32 in their own
+    units, written back in their own depth."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as raw:
+            raw.load()
+            im = ImageOps.exif_transpose(raw)
             mode = im.mode
-            if mode not in ("L", "RGB", "RGBA"):
-                im = im.convert("RGB")
-                mode = "RGB"
-            arr = np.array(im)
+            if mode in _HIGH_DEPTH:
+                arr = np.asarray(im).astype(np.float32)
+            else:
+                if mode in ("P", "PA"):
+                    im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
+                elif mode == "1":
+                    im = im.convert("L")
+                elif mode not in ("L", "LA", "RGB", "RGBA"):
+                    im = im.convert("RGB")
+                mode = im.mode
+                arr = np.array(im)
     except (UnidentifiedImageError, OSError) as exc:
         raise BlurkitError(f"cannot read image {path}: {exc}") from None
-    t = torch.from_numpy(arr)
+    t = torch.from_numpy(np.ascontiguousarray(arr))
     t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
     return t.contiguous(), mode
 
 
 def _write(t: torch.Tensor, mode: str, path: Path) -> None:
+    """Write ``(C, H, W)`` atomically (full permissions as a plain write, synced) in ``mode``."""
     from PIL import Image
 
+    from .._io import atomic_write
+
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise BlurkitError(f"output {path} needs an image file suffix (.png, .jpg, .tif, ...); to write into "
+                           "a folder, create the folder first")
     arr = t.permute(1, 2, 0).numpy() if t.shape[0] > 1 else t[0].numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
+    if mode in _HIGH_DEPTH:
+        dt = _HIGH_DEPTH[mode]
+        if dt is not np.float32:
+            info = np.iinfo(dt)
+            arr = np.clip(np.rint(arr), info.min, info.max)
+        arr = arr.astype(dt)
+    pil = Image.fromarray(np.ascontiguousarray(arr))  # uint16 -> I;16, int32 -> I, float32 -> F, (H, W, 2) -> LA
     try:
-        fmt = Image.registered_extensions().get(path.suffix.lower())
-        Image.fromarray(arr).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        atomic_write(path, lambda fh: pil.save(fh, format=fmt))
+    except (OSError, ValueError, KeyError) as exc:  # e.g. a mode the format cannot hold (RGBA as JPEG)
+        raise BlurkitError(f"cannot write {path} as {fmt} (image mode {mode}): {exc}") from None
+
+
+def _blur_image(x: torch.Tensor, mode: str, args: argparse.Namespace) -> torch.Tensor:
+    """Blur one image read by :func:`_read`. An alpha channel is blurred with the colour premultiplied
+    by it (a transparent pixel adds no colour, so no dark fringe at a transparent edge)."""
+    if mode not in ("LA", "RGBA"):
+        return blur_tensor(x, args)
+    c, a = x[:-1].float(), x[-1:].float() / 255.0
+    both = blur_tensor(torch.cat([c * a, a]), args)  # one call: the same kernel for colour and alpha
+    pc, pa = both[:-1], both[-1:]
+    colour = torch.where(pa > 1e-6, pc / pa.clamp_min(1e-6), torch.zeros_like(pc))
+    out = torch.cat([colour, pa * 255.0])
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def blur_tensor(x: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
@@ -111,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     for a, b in pairs:
         try:
             x, mode = _read(a)
-            _write(blur_tensor(x, args), mode, b)
-        except BlurkitError as exc:
+            _write(_blur_image(x, mode, args), mode, b)
+        except (BlurkitError, OSError, ValueError) as exc:
             if len(pairs) == 1:
                 raise
             print(f"blurkit: skipped {a}: {exc}")

@@ -408,3 +408,18 @@ def test_blur_consistency_loss_with_a_classifier():
     ref_c = (ce(x.flatten(1)[:, :3], y) + ce(xb.flatten(1)[:, :3], y)) / 2 \
         + L.blur_consistency(x.flatten(1), xb.flatten(1), "cosine")
     torch.testing.assert_close(total, ref_c)
+
+
+
+def test_flat_images_have_no_edges_in_float32():
+    """Two flat images of different levels: the Sobel maps are 0 (not rounding noise), so the edge term
+    is 0 and BlurSim is (1 - alpha) times the spectral term, as in float64."""
+    a = torch.full((2, 1, 32, 32), 0.2)
+    b = torch.full((2, 1, 32, 32), 0.9)
+    assert float(bk.losses.sobel_magnitude(b).abs().max()) == 0.0
+    for dt in (torch.float32, torch.float64):
+        v = bk.losses.blursim(a.to(dt), b.to(dt), alpha=0.8, reduction="none")
+        spectral = bk.losses.blursim(a.to(dt), b.to(dt), alpha=0.0, reduction="none")
+        torch.testing.assert_close(v, 0.2 * spectral, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        bk.losses.blursim(a, b, eps=0)

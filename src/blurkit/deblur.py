@@ -64,6 +64,14 @@ def _work_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+def _check_finite(x4: torch.Tensor) -> None:
+    """Deconvolution spreads one NaN or inf over the whole image: refuse it up front."""
+    if x4.is_floating_point() and not bool(torch.isfinite(x4.detach()).all()):
+        bad = int((~torch.isfinite(x4.detach())).sum())
+        raise ValueError(f"images must be finite; got {bad} NaN or infinite value(s) (deblurring would spread "
+                         "them over the whole image)")
+
+
 def _to_output(y: torch.Tensor, images: torch.Tensor, clip: bool) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return y.round().clamp(0, 255).to(torch.uint8)
@@ -103,8 +111,15 @@ def _check_flag(value: object, name: str) -> bool:
 
 
 def _support_radius(k: torch.Tensor) -> tuple[int, int]:
-    """Half-height and half-width of the non-zero support of a batch of centred kernels."""
+    """Half-height and half-width of the non-zero support of a batch of centred kernels.
+
+    Kernels that require grad (learnable) keep their whole shape: a tap that is 0 now still gets its
+    gradient, and the padding margin (which follows the support) does not jump when a tap leaves 0;
+    their results are the same in and out of ``torch.no_grad``.
+    """
     kh, kw = k.shape[-2:]
+    if k.requires_grad:
+        return kh // 2, kw // 2
     nz = k.detach().abs().amax(dim=0) > 0
     rows = nz.any(dim=1).nonzero()
     cols = nz.any(dim=0).nonzero()
@@ -212,7 +227,10 @@ def _pad(x: torch.Tensor, padding: tuple[int, int, int, int], border: str) -> to
 
 
 def _taper_weights(n_pad: int, t: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Raised-cosine weights along one padded axis: 0 at the wrap-around seam, 1 from ``t`` px inwards."""
+    """Raised-cosine weights along one padded axis: 0 at the wrap-around seam, 1 from ``t`` px inwards
+    (all 1 for ``t <= 0``: no taper, as :func:`_taper_strips` does)."""
+    if t <= 0:
+        return torch.ones(n_pad, device=device, dtype=dtype)
     i = torch.arange(n_pad, device=device, dtype=torch.float64)
     d = torch.minimum(i, n_pad - 1 - i)
     w = 0.5 - 0.5 * torch.cos(math.pi * torch.clamp((d + 0.5) / max(t, 1), 0.0, 1.0))
@@ -354,12 +372,15 @@ def wiener(
         >>> sharp = bk.deblur.wiener(bk.filter2d(x, k), k, balance=0.002)
     """
     x4, squeezed = check_images(images)
+    _check_finite(x4)
     check_border(border)
     _check_flag(clip, "clip")
     B, C, H, W = x4.shape
     k = _check_blur_kernels(kernels, B)
-    bal = per_sample(balance, "balance", B, device=x4.device, dtype=torch.float32, minimum=0.0, strict=True)
-    wdt = _work_dtype(x4, k, bal)
+    # validated in float64 (a Python number is not rounded to float32 before a float64 deconvolution);
+    # the working dtype follows the images, the kernels and a float64 balance *tensor*
+    bal = per_sample(balance, "balance", B, device=x4.device, dtype=torch.float64, minimum=0.0, strict=True)
+    wdt = _work_dtype(x4, k, balance if isinstance(balance, torch.Tensor) else None)
     y = x4.to(wdt)
     k = k.to(device=y.device, dtype=wdt)
     bal = bal.to(wdt)
@@ -571,16 +592,17 @@ def richardson_lucy(
         >>> sharp = bk.deblur.richardson_lucy(bk.filter2d(x, k), k, num_iter=20)
     """
     x4, squeezed = check_images(images)
+    _check_finite(x4)
     check_border(border)
     _check_flag(clip, "clip")
     B = x4.shape[0]
     k = _check_blur_kernels(kernels, B)
     n = _check_num_iter(num_iter, B)
     if filter_epsilon is not None and (isinstance(filter_epsilon, bool) or not isinstance(
-            filter_epsilon, numbers.Real) or not filter_epsilon >= 0):
-        raise ValueError(f"filter_epsilon must be a number >= 0 or None; got {filter_epsilon!r}")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"eps must be a number >= 0; got {eps!r}")
+            filter_epsilon, numbers.Real) or not 0 <= filter_epsilon < math.inf):
+        raise ValueError(f"filter_epsilon must be a finite number >= 0 or None; got {filter_epsilon!r}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 <= eps < math.inf):
+        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
     wdt = _work_dtype(x4, k)
     y = x4.to(wdt).clamp_min(0.0)
     k = k.to(device=y.device, dtype=wdt)
@@ -612,7 +634,7 @@ def richardson_lucy(
         if init != "image":
             raise ValueError(f"init must be 'image' or a number > 0; got {init!r}")
         est = y.clone()
-    elif isinstance(init, numbers.Real) and not isinstance(init, bool) and init > 0:
+    elif isinstance(init, numbers.Real) and not isinstance(init, bool) and 0 < init < math.inf:
         est = torch.full_like(y, float(init))
     else:
         raise ValueError(f"init must be 'image' or a number > 0; got {init!r}")
@@ -916,6 +938,8 @@ class DeblurFront(nn.Module):
     def deblur(self, x: torch.Tensor) -> torch.Tensor:
         """The deblurred images (before the model), ``(B, C, H, W)``."""
         x4, squeezed = check_images(x)
+        if self.refine is not None and x4.dtype == torch.uint8:
+            x4 = x4.float() / 255.0  # the learnable front works on float images in [0, 1] (a gradient needs floats)
         if self.mean is not None:
             x4 = x4 * float(self.std) + float(self.mean)
         k = self._kernels(x4)
@@ -924,8 +948,9 @@ class DeblurFront(nn.Module):
             out = wiener(x4, k, bal.expand(x4.shape[0]), border=self.border)
         else:
             out = richardson_lucy(x4, k, self.num_iter, border=self.border)
-        if self.refine is not None:
-            out = self.refine(out)
+        if self.refine is not None:  # in the CNN's own dtype (float64 / bfloat16 images work too)
+            pdt = next(self.refine.parameters()).dtype
+            out = self.refine(out.to(pdt)).to(out.dtype)
         if self.mean is not None:
             out = (out - float(self.mean)) / float(self.std)
         return restore_batch(out, squeezed)

@@ -62,9 +62,11 @@ def main() -> None:
     torch.set_num_threads(ap.parse_args().threads)
     x = batch()
     ref = bk.gaussian_blur(x, 1.0)
-    xs = [np.ascontiguousarray(im.permute(1, 2, 0).double().numpy()) for im in x]
-    rs = [np.ascontiguousarray(im.permute(1, 2, 0).double().numpy()) for im in ref]
-    x32 = [a.astype(np.float32) for a in xs]
+    # the peers get the same float32 images as blurkit (scikit-image and OpenCV keep float32 as float32)
+    xs = [np.ascontiguousarray(im.permute(1, 2, 0).numpy()) for im in x]
+    rs = [np.ascontiguousarray(im.permute(1, 2, 0).numpy()) for im in ref]
+    x32 = xs
+    cv2.setNumThreads(1)  # single-threaded like the torch side
     n = x.shape[0]
     cases = [
         ("blur_effect", lambda: M.blur_effect(x), "skimage.measure.blur_effect",

@@ -405,3 +405,15 @@ def test_no_reference_metrics_reject_nan_and_inf(fn):
         z[0, 0, 3, 3] = bad
         with pytest.raises(ValueError, match="NaN or infinite"):
             fn(z)
+
+
+def test_finite_check_survives_an_overflowing_sum():
+    """The NaN/inf check sums first; a finite batch whose sum overflows must still pass, a NaN must not."""
+    from blurkit._validation import all_finite
+
+    big = torch.full((2, 1, 8, 8), 3e38)
+    assert all_finite(big) and not torch.isfinite(big.sum())
+    assert float(M.high_frequency_ratio(big).max()) >= 0.0
+    big[1, 0, 2, 2] = float("nan")
+    assert not all_finite(big)
+    assert all_finite(torch.zeros(3, dtype=torch.uint8))

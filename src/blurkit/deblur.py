@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels as _kern
-from ._validation import check_border, check_images, describe, per_sample, restore_batch
+from ._validation import all_finite, check_border, check_images, describe, per_sample, restore_batch
 from .filtering import _hinted_empty, _shared, filter2d, pad, sepfilter2d
 
 __all__ = ["wiener", "richardson_lucy", "blind", "BlurEstimate", "DeblurFront", "REGULARISERS"]
@@ -66,7 +66,7 @@ def _work_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
 
 def _check_finite(x4: torch.Tensor) -> None:
     """Deconvolution spreads one NaN or inf over the whole image: refuse it up front."""
-    if x4.is_floating_point() and not bool(torch.isfinite(x4.detach()).all()):
+    if not all_finite(x4):
         bad = int((~torch.isfinite(x4.detach())).sum())
         raise ValueError(f"images must be finite; got {bad} NaN or infinite value(s) (deblurring would spread "
                          "them over the whole image)")

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from . import filtering as _f
 from . import kernels as _k
-from ._validation import check_images, restore_batch
+from ._validation import all_finite, check_images, restore_batch
 
 __all__ = [
     "laplacian_variance",
@@ -72,10 +72,9 @@ def _prep(images: object, name: str = "images", finite: bool = False) -> tuple[t
     """Validate and return ``(float batch, squeezed)``; uint8 keeps its 0-255 units. ``finite``: reject
     NaN / inf values (metrics that would otherwise turn them into a plausible number)."""
     x4, squeezed = check_images(images, name)
-    x4 = x4.to(_work_dtype(x4))
-    if finite and not bool(torch.isfinite(x4).all()):
+    if finite and not all_finite(x4):
         raise ValueError(f"{name} contain NaN or infinite values; this metric needs finite pixels")
-    return x4, squeezed
+    return x4.to(_work_dtype(x4)), squeezed
 
 
 def _number(v: object, name: str, what: str, *, low: float | None = None, low_open: bool = False,

@@ -113,3 +113,17 @@ def test_blur_folder_run_skips_a_file_it_cannot_write(photo, tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
     assert main(["blur", str(path), str(tmp_path / "newdir/"), "--sigma", "1"]) == 2
     assert "needs an image file suffix" in capsys.readouterr().err
+
+
+def test_bench_passes_flags_after_the_separator_to_one_script(monkeypatch, capsys):
+    from blurkit.commands import bench
+
+    calls = []
+    monkeypatch.setattr(bench.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert main(["bench", "blur", "--", "--quick", "--batch", "2"]) == 0
+    assert len(calls) == 1 and calls[0][1].endswith("blur_throughput.py")
+    assert calls[0][2:] == ["--quick", "--batch", "2"]
+    assert main(["bench", "blur", "augment", "--", "--quick"]) == 2
+    assert "name one benchmark" in capsys.readouterr().err
+    assert main(["bench", "nosuch"]) == 2
+    assert main(["bench", "--list"]) == 0 and "corruptions" in capsys.readouterr().out

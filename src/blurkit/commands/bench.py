@@ -12,7 +12,7 @@ from ..errors import BlurkitError
 EXAMPLES = """examples:
   blurkit bench                      # every benchmark, one after the other
   blurkit bench blur augment         # only these
-  blurkit bench blur -- --quick      # arguments after -- go to each script
+  blurkit bench blur -- --quick      # arguments after -- go to the (one) named script
 """
 
 
@@ -55,8 +55,15 @@ def run(args: argparse.Namespace) -> int:
         for name, f in scripts.items():
             print(f"{name:14s} {f.relative_to(folder.parent)}")
         return 0
-    extra = [a for a in (args.extra or []) if a != "--"]
-    names = args.names or list(scripts)
+    # argparse drops the "--" and puts what follows it among the names: the first name that starts
+    # with "-" begins the script's own flags
+    given = list(args.names or [])
+    cut = next((i for i, a in enumerate(given) if a.startswith("-")), len(given))
+    extra = [a for a in [*given[cut:], *(args.extra or [])] if a != "--"]
+    names = given[:cut] or list(scripts)
+    if extra and len(names) != 1:
+        raise BlurkitError(f"script flags ({' '.join(extra)}) differ between the benchmarks: name one benchmark "
+                           "to pass them, e.g. `blurkit bench blur -- --quick`")
     unknown = [n for n in names if n not in scripts]
     if unknown:
         raise BlurkitError(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(scripts)}")

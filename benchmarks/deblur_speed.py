@@ -2,8 +2,8 @@
 
 A batch of 64 grey 224x224 crops of scikit-image photographs, each blurred with its own kernel
 (Gaussian sigma ~ U[1, 4] or motion length ~ U[5, 15] at angle ~ U[0, 180)) plus noise 0.01.
-scikit-image runs image by image (float64, as it computes; periodic borders for Wiener, zero padding
-for Richardson-Lucy); blurkit runs the whole batch (float32) with its default borders (Wiener pads
+scikit-image runs image by image on the same float32 arrays (it keeps float32; periodic borders for
+Wiener, zero padding for Richardson-Lucy); blurkit runs the whole batch (float32) with its default borders (Wiener pads
 each side by 4x the kernel radius, so its FFTs are larger than scikit-image's) and, for Wiener, also
 with scikit-image's periodic model. Per-image times; the last column is the speed-up of blurkit.
 The "FFT pair only" rows time torch's rfft2 + irfft2 of the batch and nothing else, at the circular
@@ -105,7 +105,8 @@ def main() -> None:
         y = bk.filter2d(x, k) + 0.01 * torch.randn(x.shape, generator=gen)
         y = y.clamp(0, 1)
         n_sk = min(args.sk_images, B)
-        items = [(y[i, 0].double().numpy(), k[i].double().numpy()) for i in range(n_sk)]
+        # the same float32 arrays as blurkit: scikit-image keeps float32 input in float32
+        items = [(y[i, 0].numpy(), k[i].numpy()) for i in range(n_sk)]
         # scikit-image takes convolution kernels: flip the correlation kernels (no-op for these families).
         items = [(a, np.ascontiguousarray(kk[::-1, ::-1])) for a, kk in items]
         sk_w = per_image_ms(lambda it: restoration.wiener(it[0], it[1], balance, clip=False), items,

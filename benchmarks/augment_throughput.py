@@ -92,6 +92,9 @@ def main() -> int:
     ap.add_argument("--shapes", default="256x1x224x224,64x3x224x224",
                     help="comma-separated BxCxHxW batch shapes")
     args = ap.parse_args()
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        ap.error(f"--device must be cpu, or cuda on a machine with CUDA (torch.cuda.is_available() is "
+                 f"{torch.cuda.is_available()}); got {args.device!r}")
 
     import kornia
 

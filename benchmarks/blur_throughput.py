@@ -233,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        ap.error(f"--device must be cpu, or cuda on a machine with CUDA (torch.cuda.is_available() is "
+                 f"{torch.cuda.is_available()}); got {args.device!r}")
+    if args.batch < 1:
+        ap.error(f"--batch must be >= 1; got {args.batch}")
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
     timer = Timer(repeat=3 if args.quick else 7, warmup=1 if args.quick else 2, sync=cuda)

@@ -98,15 +98,31 @@ def main() -> None:
     ap.add_argument("--pipelines", default="float,uint8", help="float, uint8 or both")
     ap.add_argument("--only", default="", help="comma-separated corruption names (default: all)")
     args = ap.parse_args()
+    try:
+        sevs = [int(v) for v in args.severity.split(",")]
+    except ValueError:
+        ap.error(f"--severity takes comma-separated integers 1-5; got {args.severity!r}")
+    if not all(1 <= v <= 5 for v in sevs):
+        ap.error(f"--severity values must be 1-5; got {args.severity!r}")
+    pipes = args.pipelines.split(",")
+    if not pipes or any(p not in ("float", "uint8") for p in pipes):
+        ap.error(f"--pipelines takes float, uint8 or float,uint8; got {args.pipelines!r}")
+    wanted = [n for n in args.only.split(",") if n]
+    unknown = [n for n in wanted if n not in C.CORRUPTIONS]
+    if unknown:
+        ap.error(f"--only: unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(C.CORRUPTIONS)}")
+    for name in ("batch", "ref_images", "rounds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     imgs = photos(args.batch)
     imgs_u8 = np.round(imgs * 255).astype(np.uint8)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().contiguous()
     xu = torch.from_numpy(imgs_u8).permute(0, 3, 1, 2).contiguous()
-    names = [n for n in C.CORRUPTIONS if not args.only or n in args.only.split(",")]
+    names = [n for n in C.CORRUPTIONS if not wanted or n in wanted]
     rows = []
-    for sev in (int(v) for v in args.severity.split(",")):
+    for sev in sevs:
         refs = references(sev)
-        for pipe in args.pipelines.split(","):
+        for pipe in pipes:
             for name in names:
                 glass = name == "glass_blur"
                 n_ref = 1 if glass else args.ref_images

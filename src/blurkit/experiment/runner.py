@@ -71,7 +71,7 @@ class ExperimentConfig:
     Blur levels (``gaussian_levels``, ``motion_levels``, ``defocus_levels``, ``critical_max``,
     ``critical_step``) are pixels at ``reference_size`` (224), scaled to ``image_size``.
 
-    The defaults fit the whole run (three regimes trained and evaluated) in about 10 minutes on a
+    The defaults fit the whole run (three regimes trained and evaluated) in 2-8 minutes on a
     2-core CPU: 28 px Fashion-MNIST, 10,000 training images, 2 epochs of a ``small-cnn`` of width 16.
     """
 

@@ -215,3 +215,15 @@ def test_idx_folder_with_labels_beyond_ten_gets_generic_class_names(tmp_path):
     (tmp_path / "ten").mkdir()
     make_fmnist(tmp_path / "ten")
     assert fashion_mnist("train", tmp_path / "ten").classes[0] == "T-shirt/top"
+
+
+def test_image_folder_reads_photos_upright_by_exif(tmp_path):
+    """A photo stored sideways with EXIF Orientation 6 is read as displayed (as every blurkit command does)."""
+    stored = np.random.default_rng(4).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(stored).save(tmp_path / name / "p.png", exif=exif)
+    x, _ = ImageFolder(tmp_path, channels=3)[0]
+    np.testing.assert_array_equal(x.permute(1, 2, 0).numpy(), np.rot90(stored, k=-1))

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written checkpoint, report or table.
+"""Atomic file writes (a reader never sees a half-written checkpoint, report or table) and the one
+image reader every command starts from.
 
 Each writer puts the data in a temporary file in the target's folder, flushes it to disk, then
 renames it over the target (``os.replace`` is atomic on POSIX and Windows); on any error the
@@ -13,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_torch_save", "atomic_savefig"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_torch_save", "atomic_savefig",
+           "open_upright"]
 
 
 def _umask() -> int:
@@ -70,3 +72,16 @@ def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     """``fig.savefig`` (matplotlib) to ``path`` atomically; the format follows ``path``'s suffix."""
     fmt = kwargs.pop("format", None) or (Path(path).suffix.lstrip(".") or None)
     return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kwargs))
+
+
+def open_upright(path: str | os.PathLike) -> Any:
+    """Open and decode an image file with Pillow, turned upright by its EXIF orientation (as a viewer
+    displays it: a phone photo stored sideways comes back upright). Returns a loaded ``PIL.Image``
+    independent of the file; Pillow's own errors (``UnidentifiedImageError``, ``OSError``) propagate."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as raw:
+        raw.load()
+        if raw.getexif().get(0x0112, 1) in (None, 1):  # no rotation or mirroring: no copy
+            return raw
+        return ImageOps.exif_transpose(raw)

@@ -315,12 +315,13 @@ class ImageFolder(Dataset):
     def _load(self, path: Path) -> torch.Tensor:
         from PIL import Image, UnidentifiedImageError
 
+        from ._io import open_upright
+
         try:
-            with Image.open(path) as im:
-                im = im.convert("L" if self.channels == 1 else "RGB")
-                if self.image_size is not None:
-                    im = im.resize((self.image_size, self.image_size), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8)
+            im = open_upright(path).convert("L" if self.channels == 1 else "RGB")  # EXIF-upright, as shown
+            if self.image_size is not None:
+                im = im.resize((self.image_size, self.image_size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise BlurkitError(f"cannot decode image file {path}: {exc} "
                                "(remove it, or pass --skip-bad / skip_bad=True to skip unreadable files)") from None

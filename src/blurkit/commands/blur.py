@@ -47,24 +47,24 @@ def _read(path: Path) -> tuple[torch.Tensor, str]:
     orientation. uint8 for L, LA, RGB and RGBA (palette images become RGB, or RGBA when they have
     transparency; other modes RGB); 16-bit, 32-bit integer and float images as float32 in their own
     units, written back in their own depth."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from .._io import open_upright
 
     try:
-        with Image.open(path) as raw:
-            raw.load()
-            im = ImageOps.exif_transpose(raw)
+        im = open_upright(path)
+        mode = im.mode
+        if mode in _HIGH_DEPTH:
+            arr = np.asarray(im).astype(np.float32)
+        else:
+            if mode in ("P", "PA"):
+                im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
+            elif mode == "1":
+                im = im.convert("L")
+            elif mode not in ("L", "LA", "RGB", "RGBA"):
+                im = im.convert("RGB")
             mode = im.mode
-            if mode in _HIGH_DEPTH:
-                arr = np.asarray(im).astype(np.float32)
-            else:
-                if mode in ("P", "PA"):
-                    im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
-                elif mode == "1":
-                    im = im.convert("L")
-                elif mode not in ("L", "LA", "RGB", "RGBA"):
-                    im = im.convert("RGB")
-                mode = im.mode
-                arr = np.array(im)
+            arr = np.array(im)
     except (UnidentifiedImageError, OSError) as exc:
         raise BlurkitError(f"cannot read image {path}: {exc}") from None
     t = torch.from_numpy(np.ascontiguousarray(arr))

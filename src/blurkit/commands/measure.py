@@ -77,24 +77,22 @@ def read_image(path: Path) -> torch.Tensor:
     """Read an image with Pillow as ``(C, H, W)``, turned upright by its EXIF orientation (as displayed):
     uint8 grey or RGB; 16-bit as float32 0-255 (divided by 257); 32-bit integer as float32, divided by
     257 when its maximum exceeds 255; 32-bit float as float32 in its own units."""
-    from PIL import Image, ImageOps
+    from .._io import open_upright
 
-    with Image.open(path) as raw:
-        raw.load()
-        im = ImageOps.exif_transpose(raw)  # a copy, rotated / mirrored as the EXIF tag says
-        if im.mode in ("I;16", "I;16B", "I;16L"):
-            arr = np.asarray(im, dtype=np.float32) / 257.0
-        elif im.mode == "I":
-            arr = np.asarray(im, dtype=np.float32)
-            arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
-        elif im.mode == "F":
-            arr = np.asarray(im, dtype=np.float32)
-        elif im.mode in ("L", "RGB"):
-            arr = np.asarray(im)
-        elif im.mode in ("LA", "1"):
-            arr = np.asarray(im.convert("L"))
-        else:
-            arr = np.asarray(im.convert("RGB"))
+    im = open_upright(path)
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        arr = np.asarray(im, dtype=np.float32) / 257.0
+    elif im.mode == "I":
+        arr = np.asarray(im, dtype=np.float32)
+        arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
+    elif im.mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+    elif im.mode in ("L", "RGB"):
+        arr = np.asarray(im)
+    elif im.mode in ("LA", "1"):
+        arr = np.asarray(im.convert("L"))
+    else:
+        arr = np.asarray(im.convert("RGB"))
     t = torch.from_numpy(np.array(arr, copy=True, order="C"))
     return (t[None] if t.dim() == 2 else t.permute(2, 0, 1)).contiguous()
 

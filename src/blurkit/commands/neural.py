@@ -176,24 +176,22 @@ def list_stimuli(folder: Path, order: Path | None = None) -> list[Path]:
 def load_stimuli(files: list[Path], size: int, channels: int) -> torch.Tensor:
     """Images as float ``(N, channels, size, size)`` in ``[0, 1]`` (grey if channels == 1; no crop),
     turned upright by their EXIF orientation; 16-bit images are divided by 65535."""
-    from PIL import Image, ImageOps
+    from .._io import open_upright
 
     out = torch.empty(len(files), channels, size, size)
     for i, f in enumerate(files):
         try:
-            with Image.open(f) as raw:
-                raw.load()
-                im = ImageOps.exif_transpose(raw)
-                if im.mode in ("I;16", "I;16L", "I;16B"):
-                    arr = torch.from_numpy(np.asarray(im).astype(np.float32) / 65535.0)
-                    if channels == 3:
-                        arr = arr[..., None].expand(-1, -1, 3)
-                elif im.mode in ("I", "F"):
-                    raise BlurkitError(f"{f}: 32-bit ({im.mode}) images have no fixed range; save the stimuli as "
-                                       "8- or 16-bit images")
-                else:
-                    im = im.convert("L" if channels == 1 else "RGB")
-                    arr = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
+            im = open_upright(f)
+            if im.mode in ("I;16", "I;16L", "I;16B"):
+                arr = torch.from_numpy(np.asarray(im).astype(np.float32) / 65535.0)
+                if channels == 3:
+                    arr = arr[..., None].expand(-1, -1, 3)
+            elif im.mode in ("I", "F"):
+                raise BlurkitError(f"{f}: 32-bit ({im.mode}) images have no fixed range; save the stimuli as "
+                                   "8- or 16-bit images")
+            else:
+                im = im.convert("L" if channels == 1 else "RGB")
+                arr = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
         except OSError as exc:
             raise BlurkitError(f"cannot read image {f}: {exc}") from None
         arr = arr[None] if arr.dim() == 2 else arr.permute(2, 0, 1)

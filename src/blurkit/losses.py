@@ -254,9 +254,11 @@ def _sobel_mag(x: torch.Tensor, size: int, border: str) -> torch.Tensor:
     # Rounding floor: on a flat image the two passes cancel only up to a few ulps of |d|_1 |s|_1 max|x|
     # (float32: ~1e-5 of the image's scale). Magnitudes below 8 such ulps are that noise, not edges, and
     # are set to 0 (else two flat images of different levels compare as "all edges differ").
-    gain = float(d.abs().sum() * s.abs().sum())
-    floor = 8 * torch.finfo(x.dtype).eps * gain * x.detach().abs().amax(dim=(1, 2, 3), keepdim=True)
-    return torch.where(mag > floor, mag, torch.zeros_like(mag))
+    # (two reductions instead of a batch-sized |x|; the gain stays a tensor: no device sync per call)
+    xd = x.detach()
+    peak = torch.maximum(xd.amax(dim=(1, 2, 3), keepdim=True), -xd.amin(dim=(1, 2, 3), keepdim=True))
+    floor = (8 * torch.finfo(x.dtype).eps) * (d.abs().sum() * s.abs().sum()) * peak
+    return mag.masked_fill(mag <= floor, 0.0)
 
 
 # ---------------------------------------------------------------------------------- BlurSim

@@ -44,18 +44,12 @@ def run(args: argparse.Namespace) -> int:
             raise BlurkitError(f"--names needs {len(paths)} distinct non-empty names, one per checkpoint; "
                                f"got {args.names!r}")
     d = checkpoint_defaults(paths[0])
-    if not hasattr(args, "image_size"):
-        sizes = {p: checkpoint_defaults(p)["image_size"] for p in paths}
-        if len(set(sizes.values())) > 1:
-            listed = ", ".join(f"{p}: {s} px" for p, s in sizes.items())
-            raise BlurkitError(f"the checkpoints were trained at different image sizes ({listed}); pass "
-                               "--image-size to evaluate all of them at one size, or evaluate them separately")
     extra = {"data": getattr(args, "data", d["data"]), "image_size": getattr(args, "image_size", d["image_size"]),
              "channels": getattr(args, "channels", d["channels"]), "model": d["model"], "model_options": {}}
     if not hasattr(args, "name"):
         extra["name"] = "evaluate"
     fields = ("device", "threads", "name", "out", "test_limit", "seed", "progress")
     cfg = build_config(args, fields, **extra)
-    evaluate_checkpoints(paths, cfg, names=names)
+    evaluate_checkpoints(paths, cfg, names=names, same_size=not hasattr(args, "image_size"))
     print(f"report: {cfg.out_dir / 'report.html'}")
     return 0

@@ -599,7 +599,7 @@ def _run_experiment(cfg: ExperimentConfig, stages: Stages) -> dict[str, Any]:
 
 
 def evaluate_checkpoints(paths: Sequence[str], cfg: ExperimentConfig, *, names: Sequence[str] | None = None,
-                         stages: Stages | None = None) -> dict[str, Any]:
+                         stages: Stages | None = None, same_size: bool = False) -> dict[str, Any]:
     """The evaluation suite and report for trained checkpoints (``blurkit evaluate``).
 
     Args:
@@ -607,22 +607,25 @@ def evaluate_checkpoints(paths: Sequence[str], cfg: ExperimentConfig, *, names: 
         cfg: evaluation settings; ``image_size`` and ``data`` default to the first checkpoint's
             (the caller fills them in, see :func:`checkpoint_defaults`).
         names: display names (default: the regime stored in each checkpoint, made unique).
+        same_size: refuse checkpoints trained at different image sizes (``blurkit evaluate`` without
+            ``--image-size``: ``cfg.image_size`` is then only the first checkpoint's size).
 
     Returns:
         The ``results`` dict (``report.html`` and ``results.json`` written to ``cfg.out_dir``).
     """
     with _threads(cfg.threads):
-        return _evaluate_checkpoints(paths, cfg, names, stages or Stages(cfg.progress))
+        return _evaluate_checkpoints(paths, cfg, names, stages or Stages(cfg.progress), same_size)
 
 
 def _evaluate_checkpoints(paths: Sequence[str], cfg: ExperimentConfig, names: Sequence[str] | None,
-                          stages: Stages) -> dict[str, Any]:
+                          stages: Stages, same_size: bool = False) -> dict[str, Any]:
     from ..train import load_checkpoint, load_model
 
     if not paths:
         raise ValueError("give at least one checkpoint")
     models: dict[str, nn.Module] = {}
     n_classes = set()
+    sizes: dict[str, int] = {}
     with stages.stage("load", f"loading {len(paths)} checkpoint(s)"):
         for i, p in enumerate(paths):
             state = load_checkpoint(p)
@@ -633,9 +636,14 @@ def _evaluate_checkpoints(paths: Sequence[str], cfg: ExperimentConfig, names: Se
                 name, k = f"{base}-{k}", k + 1
             models[name] = _wrap(model, info)
             n_classes.add(int(info["num_classes"]))
+            sizes[str(p)] = int(info.get("image_size") or cfg.image_size)
     if len(n_classes) > 1:
         raise BlurkitError(f"the checkpoints have different numbers of classes {sorted(n_classes)}; "
                            "evaluate them separately")
+    if same_size and len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{p}: {n} px" for p, n in sizes.items())
+        raise BlurkitError(f"the checkpoints were trained at different image sizes ({listed}); pass "
+                           "--image-size to evaluate all of them at one size, or evaluate them separately")
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     with stages.stage("data", "loading test data"):
